@@ -1,0 +1,141 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// Limits on what a peer may claim. They bound both the decoder (so hostile
+// input cannot make us allocate much) and Merge.
+const (
+	// MaxPeers bounds the number of peers in one update or summary.
+	MaxPeers = 16384
+	// MaxConnsPerPeer bounds the connections one peer may report.
+	MaxConnsPerPeer = 1024
+	// MaxNickNameLen bounds a nickname in bytes.
+	MaxNickNameLen = identity.MaxNickNameLen
+	// MaxAddrLen bounds Conn.RemoteAddr in bytes (a host name of 253 bytes
+	// plus brackets and ":65535" fits).
+	MaxAddrLen = 262
+	// MaxVersion bounds versions, so that bumping ours above another
+	// entry's (see Topology.Merge) can never overflow.
+	MaxVersion = 1<<63 - 1
+)
+
+// ErrInvalid is wrapped by every error about a malformed peer entry, update
+// or summary, whether it came from the decoder or was passed to Merge.
+var ErrInvalid = errors.New("invalid topology update")
+
+// Conn is one connection as its owning peer reports it.
+type Conn struct {
+	Remote      identity.PeerName `json:"remote"`
+	RemoteAddr  string            `json:"remote_addr,omitempty"` // host:port the owner reached it at, for discovery
+	Outbound    bool              `json:"outbound"`
+	Established bool              `json:"established"`
+}
+
+// Peer is one peer's state as gossiped: identity, a version that the peer
+// itself bumps on every change, and its connections (sorted by Remote once
+// stored in a Topology).
+type Peer struct {
+	identity.Peer
+	Version uint64 `json:"version"`
+	Conns   []Conn `json:"conns"`
+}
+
+// Clone returns a deep copy of p.
+func (p Peer) Clone() Peer {
+	p.Conns = slices.Clone(p.Conns)
+	return p
+}
+
+// Beats reports whether entry p supersedes entry q for the same peer name:
+// the higher version wins; on equal versions the higher UID wins (so two runs
+// of one name that happen to share a version still resolve the same way on
+// every peer). An entry never beats itself.
+func (p Peer) Beats(q Peer) bool {
+	if p.Version != q.Version {
+		return p.Version > q.Version
+	}
+	return p.UID > q.UID
+}
+
+// Validate checks one peer entry: a non-zero name and UID, a version in
+// [1, MaxVersion], a
+// nickname and addresses within bounds and valid UTF-8, at most
+// MaxConnsPerPeer connections, none to itself or to the zero name, and no
+// remote listed twice. Errors wrap ErrInvalid.
+func (p *Peer) Validate() error {
+	switch {
+	case p.Name == identity.UnknownPeer:
+		return fmt.Errorf("%w: peer with zero name", ErrInvalid)
+	case p.UID == 0:
+		return fmt.Errorf("%w: peer %s: zero uid", ErrInvalid, p.Name)
+	case p.Version == 0:
+		return fmt.Errorf("%w: peer %s: version 0", ErrInvalid, p.Name)
+	case p.Version > MaxVersion:
+		return fmt.Errorf("%w: peer %s: version %d above max %d", ErrInvalid, p.Name, p.Version, uint64(MaxVersion))
+	case len(p.NickName) > MaxNickNameLen:
+		return fmt.Errorf("%w: peer %s: nickname longer than %d bytes", ErrInvalid, p.Name, MaxNickNameLen)
+	case !utf8.ValidString(p.NickName):
+		return fmt.Errorf("%w: peer %s: nickname not UTF-8", ErrInvalid, p.Name)
+	case len(p.Conns) > MaxConnsPerPeer:
+		return fmt.Errorf("%w: peer %s: %d connections, max %d", ErrInvalid, p.Name, len(p.Conns), MaxConnsPerPeer)
+	}
+	seen := make(map[identity.PeerName]struct{}, len(p.Conns))
+	for _, c := range p.Conns {
+		switch {
+		case c.Remote == identity.UnknownPeer:
+			return fmt.Errorf("%w: peer %s: connection to zero name", ErrInvalid, p.Name)
+		case c.Remote == p.Name:
+			return fmt.Errorf("%w: peer %s: connection to itself", ErrInvalid, p.Name)
+		case len(c.RemoteAddr) > MaxAddrLen:
+			return fmt.Errorf("%w: peer %s: address of %s longer than %d bytes", ErrInvalid, p.Name, c.Remote, MaxAddrLen)
+		case !utf8.ValidString(c.RemoteAddr):
+			return fmt.Errorf("%w: peer %s: address of %s not UTF-8", ErrInvalid, p.Name, c.Remote)
+		}
+		if _, dup := seen[c.Remote]; dup {
+			return fmt.Errorf("%w: peer %s: connection to %s listed twice", ErrInvalid, p.Name, c.Remote)
+		}
+		seen[c.Remote] = struct{}{}
+	}
+	return nil
+}
+
+// ValidateUpdate checks every entry of an update and that no peer name
+// appears twice. Errors wrap ErrInvalid.
+func ValidateUpdate(update []Peer) error {
+	if len(update) > MaxPeers {
+		return fmt.Errorf("%w: %d peers, max %d", ErrInvalid, len(update), MaxPeers)
+	}
+	seen := make(map[identity.PeerName]struct{}, len(update))
+	for i := range update {
+		if err := update[i].Validate(); err != nil {
+			return err
+		}
+		if _, dup := seen[update[i].Name]; dup {
+			return fmt.Errorf("%w: peer %s listed twice", ErrInvalid, update[i].Name)
+		}
+		seen[update[i].Name] = struct{}{}
+	}
+	return nil
+}
+
+// sortConns puts conns in canonical order (by Remote).
+func sortConns(conns []Conn) {
+	slices.SortFunc(conns, func(a, b Conn) int { return cmpName(a.Remote, b.Remote) })
+}
+
+func cmpName(a, b identity.PeerName) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

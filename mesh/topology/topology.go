@@ -1,0 +1,206 @@
+package topology
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// Topology is one peer's view of the mesh: an entry per known peer, ours
+// included. It is not safe for concurrent use; the mesh's actor owns it and
+// hands Routes snapshots (which are) to other goroutines.
+type Topology struct {
+	our   identity.PeerName
+	peers map[identity.PeerName]*Peer
+	// Caches, dropped by invalidate whenever an entry changes.
+	routes   *Routes
+	digest   uint64
+	digestOK bool
+}
+
+// invalidate drops what was computed from the entries.
+func (t *Topology) invalidate() {
+	t.routes = nil
+	t.digestOK = false
+}
+
+// New returns a topology that knows only us, at version 1 with no
+// connections.
+func New(our identity.Peer) *Topology {
+	t := &Topology{our: our.Name, peers: make(map[identity.PeerName]*Peer)}
+	t.peers[our.Name] = &Peer{Peer: our, Version: 1}
+	return t
+}
+
+// Our returns a copy of our own entry.
+func (t *Topology) Our() Peer { return t.peers[t.our].Clone() }
+
+// SetOurConns replaces our connection list and bumps our version (always,
+// even when the list is unchanged, so the returned update supersedes every
+// earlier one; the version saturates at MaxVersion). Connections to ourselves or to the
+// zero name are dropped, and a remote listed more than once keeps its last
+// entry. It returns the update to gossip: just our own entry.
+func (t *Topology) SetOurConns(conns []Conn) []Peer {
+	byRemote := make(map[identity.PeerName]Conn, len(conns))
+	for _, c := range conns {
+		if c.Remote == t.our || c.Remote == identity.UnknownPeer {
+			continue
+		}
+		if len(c.RemoteAddr) > MaxAddrLen {
+			c.RemoteAddr = ""
+		}
+		byRemote[c.Remote] = c
+	}
+	list := make([]Conn, 0, len(byRemote))
+	for _, c := range byRemote {
+		list = append(list, c)
+	}
+	sortConns(list)
+	if len(list) > MaxConnsPerPeer {
+		list = list[:MaxConnsPerPeer]
+	}
+	us := t.peers[t.our]
+	us.Conns = list
+	if us.Version < MaxVersion {
+		us.Version++
+	}
+	t.invalidate()
+	return []Peer{us.Clone()}
+}
+
+// Merge applies an update received from the network. Per peer name the entry
+// that Beats the other is kept (higher version, then higher UID): a peer that
+// restarted with a new UID starts again at a low version and is ignored until
+// it hears of its old self and jumps above it, just as we do here.
+//
+// Entries for our own name: with our UID they are ignored (we are the only
+// source of our entry). With another UID (an earlier run of us, or an
+// impostor) they are ignored unless they would beat our entry; then we bump
+// our version above theirs so that our entry wins again everywhere, and
+// report our entry in changed so that the caller gossips it. (An entry for
+// our name at MaxVersion cannot be outbid and is ignored; only a hostile
+// peer would send one.)
+//
+// An invalid update (see ValidateUpdate) changes nothing and returns an error
+// wrapping ErrInvalid. changed holds copies of the entries now stored for
+// every peer whose entry changed, sorted by name.
+func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
+	if err := ValidateUpdate(update); err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	for i := range update {
+		p := &update[i]
+		cur, known := t.peers[p.Name]
+		if p.Name == t.our {
+			if p.UID == cur.UID || !p.Beats(*cur) || p.Version >= MaxVersion {
+				continue
+			}
+			cur.Version = p.Version + 1
+			changed = append(changed, cur.Clone())
+			continue
+		}
+		if known && !p.Beats(*cur) {
+			continue
+		}
+		stored := p.Clone()
+		sortConns(stored.Conns)
+		t.peers[p.Name] = &stored
+		changed = append(changed, stored.Clone())
+	}
+	if len(changed) > 0 {
+		t.invalidate()
+		slices.SortFunc(changed, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
+	}
+	return changed, nil
+}
+
+// Peers returns copies of all entries, ours included, sorted by name.
+func (t *Topology) Peers() []Peer {
+	out := make([]Peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		out = append(out, p.Clone())
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
+	return out
+}
+
+// Get returns a copy of the entry for name.
+func (t *Topology) Get(name identity.PeerName) (Peer, bool) {
+	p, ok := t.peers[name]
+	if !ok {
+		return Peer{}, false
+	}
+	return p.Clone(), true
+}
+
+// Len returns the number of known peers, ours included.
+func (t *Topology) Len() int { return len(t.peers) }
+
+// GC removes the entries of peers that are no longer reachable from us and
+// returns their names, sorted. A peer is reachable when a chain of reported
+// connections leads to it from us, where each connection is taken from the
+// entry of the peer that reports it, established or not (so a peer whose
+// connection is still being set up is kept). Connections reported only by
+// the far end do not count: a dead peer's stale entry keeps listing its old
+// neighbours, but once they stop listing it, it goes.
+func (t *Topology) GC() []identity.PeerName {
+	seen := map[identity.PeerName]bool{t.our: true}
+	queue := []identity.PeerName{t.our}
+	for len(queue) > 0 {
+		p := t.peers[queue[0]]
+		queue = queue[1:]
+		for _, c := range p.Conns {
+			if _, ok := t.peers[c.Remote]; ok && !seen[c.Remote] {
+				seen[c.Remote] = true
+				queue = append(queue, c.Remote)
+			}
+		}
+	}
+	var removed []identity.PeerName
+	for name := range t.peers {
+		if !seen[name] {
+			removed = append(removed, name)
+			delete(t.peers, name)
+		}
+	}
+	if len(removed) > 0 {
+		t.invalidate()
+		slices.Sort(removed)
+	}
+	return removed
+}
+
+// Routes returns the routes for the current topology as seen from us. The
+// snapshot is cached until the topology changes, so calling it after every
+// Merge is cheap when nothing changed.
+func (t *Topology) Routes() *Routes {
+	if t.routes == nil {
+		peers := make([]*Peer, 0, len(t.peers))
+		for _, p := range t.peers {
+			peers = append(peers, p)
+		}
+		t.routes = computeRoutes(t.our, peers)
+	}
+	return t.routes
+}
+
+// KnownAddrs returns, for every peer other than us, the distinct addresses
+// (sorted) at which some peer reports an outbound connection to it: the
+// addresses it listens on, for discovery. Inbound connections are skipped,
+// since their address is the remote's ephemeral source port.
+func (t *Topology) KnownAddrs() map[identity.PeerName][]string {
+	out := make(map[identity.PeerName][]string)
+	for _, p := range t.peers {
+		for _, c := range p.Conns {
+			if c.Outbound && c.RemoteAddr != "" && c.Remote != t.our {
+				out[c.Remote] = append(out[c.Remote], c.RemoteAddr)
+			}
+		}
+	}
+	for name, addrs := range out {
+		slices.Sort(addrs)
+		out[name] = slices.Compact(addrs)
+	}
+	return out
+}
