@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weavelab/weave/router/api"
+)
+
+// errNoDNS is returned for DNS options, which come with the DNS issue.
+var errNoDNS = errors.New("weaveDNS is not available yet: drop the hostname option")
+
+func (a *app) attachCommand() *cobra.Command {
+	var withoutDNS bool
+	cmd := &cobra.Command{
+		Use:   "attach [--without-dns] [ADDR...] CONTAINER",
+		Short: "attach a container (netns:NAME, netns:PATH, pid:N) and print its addresses",
+		Long: "ADDR is CIDR | ip:CIDR | net:CIDR | net:default; CONTAINER is netns:NAME (a namespace\n" +
+			"under /var/run/netns), netns:PATH or pid:N.",
+		Args: minArgs(1, "attach [--without-dns] [ADDR...] CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addrs, container := args[:len(args)-1], args[len(args)-1]
+			var got []string
+			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {
+				got, err = c.Attach(ctx, container, addrs)
+				return err
+			}); err != nil {
+				return err
+			}
+			return a.printAddrs(got)
+		},
+	}
+	cmd.Flags().BoolVar(&withoutDNS, "without-dns", false, "do not point the container's resolver at weaveDNS")
+	return cmd
+}
+
+func (a *app) detachCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "detach [ADDR...] CONTAINER",
+		Short: "remove addresses from a container, or (with none) take it off the network",
+		Args:  minArgs(1, "detach [ADDR...] CONTAINER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addrs, container := args[:len(args)-1], args[len(args)-1]
+			return a.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return c.Detach(ctx, container, addrs)
+			})
+		},
+	}
+}
+
+func (a *app) psCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ps [CONTAINER...]",
+		Short: "list attached containers: ID MAC IP/prefix...",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var cs []api.Container
+			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {
+				cs, err = c.PS(ctx, args)
+				return err
+			}); err != nil {
+				return err
+			}
+			return api.FormatContainers(a.stdout, cs)
+		},
+	}
+}
+
+func (a *app) exposeCommand() *cobra.Command {
+	var fqdn string
+	cmd := &cobra.Command{
+		Use:   "expose [ADDR...] [-h FQDN]",
+		Short: "give this host addresses on the weave network and print them",
+		RunE: func(cmd *cobra.Command, addrs []string) error {
+			if fqdn != "" {
+				return fmt.Errorf("expose -h %s: %w", fqdn, errNoDNS)
+			}
+			var got []string
+			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {
+				got, err = c.Expose(ctx, addrs)
+				return err
+			}); err != nil {
+				return err
+			}
+			return a.printAddrs(got)
+		},
+	}
+	// -h is the hostname, as in Weave; help stays on --help (defined here
+	// so that cobra does not try to give it the -h shorthand).
+	cmd.Flags().StringVarP(&fqdn, "hostname", "h", "", "DNS name for the host (needs weaveDNS)")
+	cmd.Flags().Bool("help", false, "help for expose")
+	return cmd
+}
+
+func (a *app) hideCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hide [ADDR...]",
+		Short: "remove this host's addresses (all when none given) from the weave network",
+		RunE: func(cmd *cobra.Command, addrs []string) error {
+			return a.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return c.Hide(ctx, addrs)
+			})
+		},
+	}
+}
+
+// printAddrs prints the addresses without prefix length, space separated,
+// as Weave's attach and expose do.
+func (a *app) printAddrs(addrs []string) error {
+	ips := make([]string, len(addrs))
+	for i, s := range addrs {
+		ip, _, _ := strings.Cut(s, "/")
+		ips[i] = ip
+	}
+	_, err := fmt.Fprintln(a.stdout, strings.Join(ips, " "))
+	return err
+}

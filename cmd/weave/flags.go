@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/weavelab/weave/router/daemon"
+)
+
+// routerFlags are the flags `weave launch` and `weave router` share.
+type routerFlags struct {
+	cfg daemon.Config
+	pw  daemon.PasswordSource
+}
+
+// flags that launch reads itself and never passes on to the router it
+// starts (the password travels over a pipe).
+var launchOnlyFlags = map[string]bool{"password": true, "password-file": true, "launch-timeout": true}
+
+func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
+	f.cfg = daemon.DefaultConfig()
+	c := &f.cfg
+	fs.StringVar(&c.Name, "name", "", "peer name in MAC form (default: the one kept in $WEAVE_STATE_DIR, made at first launch)")
+	fs.StringVar(&c.NickName, "nickname", c.NickName, "nickname shown next to the peer name")
+	fs.IntVar(&c.Port, "port", c.Port, "TCP control and UDP data port")
+	fs.BoolVar(&c.NoDiscovery, "no-discovery", false, "do not connect to peers learnt from other peers")
+	fs.IntVar(&c.MTU, "mtu", 0, "MTU of container interfaces (default: fits a 1500-byte underlay, 1376)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "host:port for Prometheus /metrics and /status (empty: off)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.IPAllocRange, "ipalloc-range", c.IPAllocRange, "address range for automatic allocation (IPAM)")
+	fs.StringVar(&c.IPAllocDefaultSubnet, "ipalloc-default-subnet", "", "subnet for net:default (default: the whole range)")
+	fs.BoolVar(&c.NoDNS, "no-dns", false, "do not run weaveDNS")
+	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
+	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address")
+	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for the password's key derivation, the same on every peer (default: a fixed one)")
+	fs.StringVar(&f.pw.File, "password-file", "", "file holding the network password (or set $WEAVE_PASSWORD)")
+	fs.StringVar(&f.pw.Flag, "password", "", "network password (visible to all users in ps: prefer $WEAVE_PASSWORD or --password-file)")
+	fs.SortFlags = false
+}
+
+// password resolves the password after parsing.
+func (f *routerFlags) password(fs *pflag.FlagSet) ([]byte, error) {
+	f.pw.FlagSet = fs.Changed("password")
+	f.pw.Env = os.Getenv(daemon.EnvPassword)
+	return f.pw.Password()
+}
+
+// warnings returns what to tell the user about valid but unwise flags.
+func (f *routerFlags) warnings() []string {
+	if f.pw.FlagSet {
+		return []string{"weave: warning: --password is visible to every user in ps; prefer $WEAVE_PASSWORD or --password-file"}
+	}
+	return nil
+}
+
+// routerArgs rebuilds the command line for the router that launch starts:
+// every flag the user set except the password ones, then the peers.
+func routerArgs(fs *pflag.FlagSet, peers []string) []string {
+	args := []string{"router"}
+	fs.Visit(func(fl *pflag.Flag) {
+		if !launchOnlyFlags[fl.Name] {
+			args = append(args, fmt.Sprintf("--%s=%s", fl.Name, fl.Value.String()))
+		}
+	})
+	args = append(args, "--")
+	return append(args, peers...)
+}

@@ -1,0 +1,163 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// DefaultPort is the TCP (control) and UDP (data) port routers use.
+const DefaultPort = 6783
+
+// Transport is how the router reaches the network: a listener for inbound
+// connections and a dialer for outbound ones. TCPTransport is the real one;
+// mesh/meshtest has an in-memory one for simulations. Implementations must be
+// safe for concurrent use. Conns must support deadlines (the handshake uses
+// them) and their RemoteAddr must print as ip:port.
+type Transport interface {
+	// Listen listens on addr (host:port; an empty host means all
+	// addresses). The listener's Accept must return net.ErrClosed (wrapped
+	// or not) after Close.
+	Listen(ctx context.Context, addr string) (net.Listener, error)
+	// Dial connects to addr (host:port); ctx bounds the attempt.
+	Dial(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// TCPTransport is the Transport over the kernel's TCP stack.
+type TCPTransport struct{}
+
+var _ Transport = TCPTransport{}
+
+// Listen listens on TCP addr.
+func (TCPTransport) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+// Dial dials TCP addr.
+func (TCPTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// Config configures a Router. Start from DefaultConfig and set Peer.
+type Config struct {
+	// Peer is our identity (name, nickname, UID). Required.
+	Peer identity.Peer
+	// ListenHost is the address to listen on ("" = all addresses).
+	ListenHost string
+	// Port is the TCP port to listen on (0 picks a free one; see
+	// Router.Addr) and the default port of targets given without one.
+	Port int
+	// UDPPort is the data-plane port announced in the handshake
+	// (0 = the same as Port, the convention).
+	UDPPort int
+	// PSK is the key derived from the network password (see
+	// handshake.DeriveKey); nil means no password: plain control traffic.
+	PSK *handshake.PSK
+	// NoDiscovery stops the router from connecting to peers it learns of
+	// through gossip; it then only connects to its targets.
+	NoDiscovery bool
+	// Overlay is the data plane; nil means a TCP-only overlay that reports
+	// every connection established at once.
+	Overlay Overlay
+	// Logger receives the router's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Transport carries control connections; nil means TCPTransport.
+	Transport Transport
+
+	// HeartbeatInterval is how often a heartbeat goes out on each
+	// connection; after DeadAfter intervals without hearing anything from
+	// the peer the connection is closed as dead.
+	HeartbeatInterval time.Duration
+	DeadAfter         int
+	// HandshakeTimeout bounds dialling plus the handshake.
+	HandshakeTimeout time.Duration
+	// Reconnection backoff: the delay after the n-th consecutive failure
+	// is BackoffBase·2^(n-1), capped at BackoffMax, with jitter.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// UpdateDelay is how long topology changes are collected before they
+	// are gossiped as one update and the routes are recomputed: a short
+	// delay turns bursts of changes (a peer joining, a mesh starting) into
+	// few messages and route computations.
+	UpdateDelay time.Duration
+	// GossipInterval is the period of anti-entropy (topology and gossip
+	// channels) with one random neighbour.
+	GossipInterval time.Duration
+	// ConnLimit bounds the number of connections (established or being set
+	// up); inbound connections over it are refused and discovery stops
+	// dialling. 0 means no limit.
+	ConnLimit int
+	// SendQueue is the number of messages queued per connection before
+	// sends are dropped (topology messages are repaired by anti-entropy).
+	SendQueue int
+}
+
+// DefaultConfig returns the production defaults. Peer must still be set.
+func DefaultConfig() Config {
+	return Config{
+		Port:              DefaultPort,
+		HeartbeatInterval: 2 * time.Second,
+		DeadAfter:         5,
+		HandshakeTimeout:  10 * time.Second,
+		BackoffBase:       1 * time.Second,
+		BackoffMax:        2 * time.Minute,
+		UpdateDelay:       20 * time.Millisecond,
+		GossipInterval:    30 * time.Second,
+		ConnLimit:         100,
+		SendQueue:         1024,
+	}
+}
+
+// check validates cfg and fills in zero values with defaults.
+func (cfg *Config) check() error {
+	d := DefaultConfig()
+	switch {
+	case cfg.Peer.Name == identity.UnknownPeer:
+		return errors.New("mesh config: no peer name")
+	case cfg.Peer.UID == 0:
+		return errors.New("mesh config: no peer uid")
+	case len(cfg.Peer.NickName) > identity.MaxNickNameLen:
+		return fmt.Errorf("mesh config: nickname longer than %d bytes", identity.MaxNickNameLen)
+	case cfg.Port < 0 || cfg.Port > 65535:
+		return fmt.Errorf("mesh config: port %d out of range", cfg.Port)
+	case cfg.UDPPort < 0 || cfg.UDPPort > 65535:
+		return fmt.Errorf("mesh config: udp port %d out of range", cfg.UDPPort)
+	case cfg.ConnLimit < 0:
+		return fmt.Errorf("mesh config: negative connection limit %d", cfg.ConnLimit)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = TCPTransport{}
+	}
+	if cfg.Overlay == nil {
+		cfg.Overlay = tcpOverlay{}
+	}
+	setDefault(&cfg.HeartbeatInterval, d.HeartbeatInterval)
+	setDefault(&cfg.HandshakeTimeout, d.HandshakeTimeout)
+	setDefault(&cfg.BackoffBase, d.BackoffBase)
+	setDefault(&cfg.BackoffMax, d.BackoffMax)
+	setDefault(&cfg.GossipInterval, d.GossipInterval)
+	setDefault(&cfg.UpdateDelay, d.UpdateDelay)
+	setDefault(&cfg.DeadAfter, d.DeadAfter)
+	setDefault(&cfg.SendQueue, d.SendQueue)
+	if cfg.BackoffMax < cfg.BackoffBase {
+		cfg.BackoffMax = cfg.BackoffBase
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}

@@ -1,0 +1,318 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/topology"
+)
+
+// target is an address the router keeps a connection to: given by Connect,
+// or (unless NoDiscovery) learnt from other peers' connection lists.
+type target struct {
+	addr       string
+	discovered bool
+	peer       identity.PeerName // who is there, once known (or expected)
+	conn       *conn             // the attempt under way, if any
+	attempts   int               // consecutive failures
+	lastErr    string
+	nextTry    time.Time
+}
+
+func (t *target) status(r *Router) TargetStatus {
+	st := TargetStatus{Addr: t.addr, Discovered: t.discovered, Attempts: t.attempts, LastError: t.lastErr}
+	switch {
+	case t.conn != nil && t.conn.registered,
+		t.peer != identity.UnknownPeer && r.conns[t.peer] != nil:
+		st.State = TargetConnected
+	case t.conn != nil:
+		st.State = TargetConnecting
+	default:
+		st.State, st.NextTry = TargetWaiting, t.nextTry
+	}
+	return st
+}
+
+// ParsePeerAddr checks a PEER argument (host[:port]) and returns it as
+// host:port, with defaultPort when it has none. Errors wrap ErrBadPeerAddr.
+func ParsePeerAddr(s string, defaultPort int) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w %q: %s (want host[:port])", ErrBadPeerAddr, s, why)
+	}
+	if s == "" {
+		return bad("empty")
+	}
+	host, port := s, strconv.Itoa(defaultPort)
+	if ip, err := netip.ParseAddr(s); err == nil {
+		host = ip.String() // a bare IPv6 address has colons but no port
+	} else if strings.Contains(s, ":") {
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			return bad(strings.TrimPrefix(err.Error(), "address "+s+": "))
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return bad("port must be a number from 1 to 65535")
+		}
+		host, port = h, p
+	}
+	if host == "" {
+		return bad("no host")
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+		return bad("not an IP address or host name")
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func validHostName(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, ch := range label {
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (r *Router) parsePeers(peers []string) ([]string, error) {
+	out := make([]string, 0, len(peers))
+	for _, p := range peers {
+		a, err := ParsePeerAddr(strings.TrimSpace(p), r.defaultPort())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (r *Router) defaultPort() int {
+	if r.cfg.Port == 0 {
+		return DefaultPort
+	}
+	return r.cfg.Port
+}
+
+// Connect adds peers (host[:port]) to the targets the router keeps
+// connections to; with replace, the targets given by earlier Connect calls
+// that are not in peers are dropped first. All peers are checked first: on
+// a malformed one Connect returns an error wrapping ErrBadPeerAddr and
+// changes nothing.
+func (r *Router) Connect(peers []string, replace bool) error {
+	addrs, err := r.parsePeers(peers)
+	if err != nil {
+		return err
+	}
+	ok := r.call(func() {
+		if replace {
+			for a, t := range r.targets {
+				if !t.discovered && !slices.Contains(addrs, a) {
+					delete(r.targets, a)
+				}
+			}
+		}
+		now := time.Now()
+		for _, a := range addrs {
+			delete(r.forgotten, a)
+			if t := r.targets[a]; t != nil {
+				t.discovered = false
+				t.nextTry = now // the user asked: try again now
+				continue
+			}
+			r.targets[a] = &target{addr: a, nextTry: now}
+		}
+		r.makerDirty = true
+	})
+	if !ok {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Forget drops peers (host[:port]) from the targets: the router stops
+// (re)connecting to them, and discovery does not add them back until a
+// later Connect. Existing connections stay. Malformed input changes
+// nothing.
+func (r *Router) Forget(peers []string) error {
+	addrs, err := r.parsePeers(peers)
+	if err != nil {
+		return err
+	}
+	ok := r.call(func() {
+		for _, a := range addrs {
+			delete(r.targets, a)
+			r.forgotten[a] = struct{}{}
+		}
+	})
+	if !ok {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Targets returns the addresses given by Connect (not the discovered
+// ones), sorted: what the daemon persists across restarts.
+func (r *Router) Targets() []string {
+	var out []string
+	r.call(func() {
+		for a, t := range r.targets {
+			if !t.discovered {
+				out = append(out, a)
+			}
+		}
+	})
+	slices.Sort(out)
+	return out
+}
+
+// backoff returns the delay before the next try after n consecutive
+// failures: BackoffBase·2^(n-1) capped at BackoffMax, then scaled by a
+// random factor in [0.5, 1) so that peers that failed together do not
+// retry in lockstep.
+func (r *Router) backoff(n int) time.Duration {
+	d := r.cfg.BackoffBase
+	for i := 1; i < n && d < r.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, r.cfg.BackoffMax)
+	return time.Duration(float64(d) * (0.5 + r.rng.Float64()/2))
+}
+
+// tryTargets starts attempts for the targets that are due and arms the
+// timer for the next one. Actor only.
+func (r *Router) tryTargets() {
+	now := time.Now()
+	var next time.Time
+	for _, t := range r.targets {
+		if t.conn != nil || (t.peer != identity.UnknownPeer && r.conns[t.peer] != nil) {
+			continue
+		}
+		if t.nextTry.After(now) {
+			if next.IsZero() || t.nextTry.Before(next) {
+				next = t.nextTry
+			}
+			continue
+		}
+		if r.cfg.ConnLimit > 0 && len(r.attempts) >= r.cfg.ConnLimit {
+			t.nextTry = now.Add(r.backoff(1))
+			continue
+		}
+		r.dial(t)
+	}
+	if !next.IsZero() {
+		r.makerTimer.Reset(max(next.Sub(now), time.Millisecond))
+	}
+}
+
+// dial starts an outbound attempt for t. Actor only.
+func (r *Router) dial(t *target) {
+	c := r.newConn(true, t.addr, t.addr)
+	t.conn = c
+	r.attempts[c] = struct{}{}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(c.ctx, r.cfg.HandshakeTimeout)
+		nc, err := r.cfg.Transport.Dial(ctx, t.addr)
+		cancel()
+		if err != nil {
+			c.cancel(fmt.Errorf("dial: %w", err))
+			if r.ctx.Err() == nil {
+				cause := context.Cause(c.ctx)
+				r.post(func() { r.connEnded(c, cause) })
+			}
+			return
+		}
+		r.post(func() {
+			if c.state == StateConnecting {
+				c.state, c.since = StateHandshake, time.Now()
+			}
+		})
+		r.runConn(c, nc)
+	}()
+}
+
+// targetEnded updates the target of an outbound attempt that ended.
+func (r *Router) targetEnded(c *conn, cause error, wasEstablished bool) {
+	t := r.targets[c.target]
+	if t == nil || t.conn != c {
+		return // forgotten, or replaced by a newer attempt
+	}
+	t.conn = nil
+	if c.remote().Name != identity.UnknownPeer {
+		t.peer = c.remote().Name
+	}
+	now := time.Now()
+	switch {
+	case wasEstablished:
+		t.attempts, t.lastErr = 0, ""
+		t.nextTry = now.Add(r.backoff(1))
+	case errors.Is(cause, errDuplicate) && r.conns[t.peer] != nil:
+		t.attempts, t.lastErr = 0, ""
+	default:
+		t.attempts++
+		if cause != nil {
+			t.lastErr = cause.Error()
+		}
+		t.nextTry = now.Add(r.backoff(t.attempts))
+	}
+	r.makerDirty = true
+}
+
+// discover adds targets for the peers that the changed entries say are
+// reachable at some address, and drops discovered targets of removed
+// peers. Actor only.
+func (r *Router) discover(changed []topology.Peer, removed []identity.PeerName) {
+	for _, name := range removed {
+		for a, t := range r.targets {
+			if t.discovered && t.peer == name && t.conn == nil {
+				delete(r.targets, a)
+			}
+		}
+	}
+	if r.cfg.NoDiscovery {
+		return
+	}
+	our := r.cfg.Peer.Name
+	now := time.Now()
+	for _, p := range changed {
+		if p.Name == our {
+			continue
+		}
+		for _, c := range p.Conns {
+			if c.Remote == our || c.RemoteAddr == "" || r.conns[c.Remote] != nil {
+				continue
+			}
+			if _, ok := r.targets[c.RemoteAddr]; ok {
+				continue
+			}
+			if _, ok := r.forgotten[c.RemoteAddr]; ok {
+				continue
+			}
+			if _, err := ParsePeerAddr(c.RemoteAddr, DefaultPort); err != nil {
+				continue
+			}
+			r.targets[c.RemoteAddr] = &target{
+				addr: c.RemoteAddr, discovered: true, peer: c.Remote,
+				nextTry: now.Add(time.Duration(r.rng.Int64N(int64(r.cfg.BackoffBase)))),
+			}
+			r.makerDirty = true
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package mesh
+
+import (
+	"slices"
+
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/topology"
+)
+
+// Topology gossip. A change (ours, or news merged from a neighbour) goes as
+// a delta to topology.FanOut(peers) random neighbours, never to all of them;
+// receivers forward only entries that were new to them, so each change
+// costs O(N log N) messages mesh-wide at most. Deltas that arrive in one
+// burst of actor work are sent as one update. What a bounded fan-out
+// misses, anti-entropy repairs: every GossipInterval we send one random
+// neighbour the digest of our topology; if it differs, the neighbour sends
+// its summary (name, version, UID per peer) and each side sends the other
+// only the entries it lacks. A new connection starts with a summary
+// exchange, so a joining peer learns the whole topology once per link.
+
+// addPending queues changed entries for the next flush. from is the
+// connection they came from (nil for our own changes). Actor only.
+func (r *Router) addPending(from *conn, changed []topology.Peer) {
+	if len(changed) == 0 {
+		return
+	}
+	if len(r.pending) == 0 {
+		r.pendingSrc, r.pendMixed = from, false
+	} else if r.pendingSrc != from {
+		r.pendingSrc, r.pendMixed = nil, true
+	}
+	for _, p := range changed {
+		r.pending[p.Name] = p
+	}
+}
+
+// publishPending garbage-collects unreachable peers, refreshes the routes
+// snapshot, gossips the pending delta and runs discovery. Actor only.
+func (r *Router) publishPending() {
+	removed := r.topo.GC()
+	for _, n := range removed {
+		delete(r.pending, n)
+	}
+	r.routes.Store(r.topo.Routes())
+	update := make([]topology.Peer, 0, len(r.pending))
+	for _, p := range r.pending {
+		update = append(update, p)
+	}
+	clear(r.pending)
+	exclude := r.pendingSrc
+	r.pendingSrc, r.pendMixed = nil, false
+	if len(removed) > 0 {
+		r.log.Debug("peers removed", "count", len(removed))
+	}
+	r.discover(update, removed)
+	if len(update) == 0 {
+		return
+	}
+	slices.SortFunc(update, func(a, b topology.Peer) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	msg := envelope(tagUpdate, topology.EncodeUpdate(update))
+	for _, c := range r.gossipTargets(topology.FanOut(r.topo.Len()), exclude) {
+		c.enqueue(msg)
+	}
+}
+
+// gossipTargets picks up to n random registered connections other than
+// exclude. Actor only.
+func (r *Router) gossipTargets(n int, exclude *conn) []*conn {
+	all := make([]*conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		if c != exclude {
+			all = append(all, c)
+		}
+	}
+	if len(all) <= n {
+		return all
+	}
+	r.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	return all[:n]
+}
+
+// onUpdate merges an update from a neighbour. Actor only.
+func (r *Router) onUpdate(from *conn, peers []topology.Peer) {
+	changed, err := r.topo.Merge(peers)
+	if err != nil {
+		r.log.Warn("bad topology update", "remote", from.remote().String(), "err", err)
+		return
+	}
+	r.addPending(from, changed)
+}
+
+// onDigest answers a neighbour's digest with our summary when they differ.
+func (r *Router) onDigest(from *conn, d uint64) {
+	if from.registered && d != r.topo.Digest() {
+		r.sendSummary(from)
+	}
+}
+
+// onSummary sends a neighbour what its summary lacks, and asks for what we
+// lack by sending ours.
+func (r *Router) onSummary(from *conn, s topology.Summary) {
+	if !from.registered {
+		return
+	}
+	if newer := r.topo.NewerThan(s); len(newer) > 0 {
+		from.enqueue(envelope(tagUpdate, topology.EncodeUpdate(newer)))
+	}
+	if r.topo.Wants(s) {
+		r.sendSummary(from)
+	}
+}
+
+func (r *Router) sendSummary(c *conn) {
+	c.enqueue(envelope(tagSummary, topology.EncodeSummary(r.topo.Summary())))
+}
+
+// antiEntropy runs every GossipInterval: the topology digest and each
+// gossip channel's state go to one random neighbour. Actor only.
+func (r *Router) antiEntropy() {
+	cs := r.gossipTargets(1, nil)
+	if len(cs) == 0 {
+		return
+	}
+	cs[0].enqueue(encodeDigest(r.topo.Digest()))
+	if cs = r.gossipTargets(1, nil); len(cs) > 0 {
+		r.channels.sendAllState(cs[0])
+	}
+}
+
+// digest returns our topology digest and size for tests; ok is false
+// while changes wait to be published (the routes may lag the topology).
+func (r *Router) digest() (d uint64, n int, ok bool) {
+	ok = r.call(func() {
+		d, n = r.topo.Digest(), r.topo.Len()
+		ok = len(r.pending) == 0 && !r.ourDirty
+	}) && ok
+	return d, n, ok
+}
+
+// knows reports whether our topology has an entry for name (for tests).
+func (r *Router) knows(name identity.PeerName) bool {
+	var found bool
+	r.call(func() { _, found = r.topo.Get(name) })
+	return found
+}

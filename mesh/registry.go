@@ -1,0 +1,187 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/topology"
+)
+
+// Reasons for refusing a connection after its handshake.
+var (
+	errSelf       = errors.New("connection to ourselves")
+	errDuplicate  = errors.New("duplicate connection to the same peer")
+	errPeerName   = errors.New("duplicate peer name")
+	errConnLimit  = errors.New("connection limit reached")
+	errOverlayAdd = errors.New("data path setup failed")
+)
+
+// acceptLoop accepts inbound connections until the listener closes,
+// backing off on errors instead of spinning.
+func (r *Router) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if r.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			r.log.Warn("accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		delay = 0
+		c := r.newConn(false, nc.RemoteAddr().String(), "")
+		if !r.post(func() { r.attempts[c] = struct{}{} }) {
+			nc.Close()
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.runConn(c, nc)
+		}()
+	}
+}
+
+// register admits a connection whose handshake and hello completed, or
+// refuses it. Of two connections between the same pair of peers, both ends
+// keep the one with the lower connection ID (which both ends know), so they
+// agree without talking. Actor only.
+func (r *Router) register(c *conn) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	remote := c.remote()
+	our := r.cfg.Peer
+	c.state, c.since = StateHandshake, time.Now()
+	if remote.Name == our.Name {
+		if remote.UID == our.UID {
+			c.close(errSelf)
+		} else {
+			c.close(fmt.Errorf("%w: %s is also used by another peer (uid %d)", errPeerName, remote.Name, remote.UID))
+		}
+		return
+	}
+	if old := r.conns[remote.Name]; old != nil {
+		if old.remote().UID != remote.UID {
+			c.close(fmt.Errorf("%w: already connected to %s with uid %d, this one has uid %d", errPeerName, remote.Name, old.remote().UID, remote.UID))
+			return
+		}
+		if old.res.ConnID <= c.res.ConnID {
+			c.close(errDuplicate)
+			return
+		}
+		old.close(errDuplicate)
+		r.unregister(old)
+	}
+	if r.cfg.ConnLimit > 0 && len(r.conns) >= r.cfg.ConnLimit {
+		c.close(errConnLimit)
+		return
+	}
+	udp := netip.AddrPortFrom(c.remoteIP.Unmap(), uint16(c.res.RemoteUDPPort))
+	ov, err := r.cfg.Overlay.AddConnection(OverlayConnParams{
+		Local:     our,
+		Remote:    remote,
+		ConnID:    c.res.ConnID,
+		Outbound:  c.outbound,
+		RemoteUDP: udp,
+		Keys:      c.res.DataKeys,
+		SendControl: func(msg []byte) error {
+			return c.enqueue(envelope(tagOverlay, msg))
+		},
+		Events: connEvents{c},
+	})
+	if err != nil {
+		c.close(fmt.Errorf("%w: %w", errOverlayAdd, err))
+		return
+	}
+	c.overlay = ov
+	c.ov.Store(ov)
+	c.registered = true
+	r.conns[remote.Name] = c
+	ov.Confirm()
+	r.ourDirty, r.neighDirty = true, true
+	if t := r.targets[c.target]; t != nil && c.target != "" {
+		t.peer = remote.Name
+	}
+	r.makerDirty = true
+	r.log.Info("connection added", "conn", c.res.ConnID, "addr", c.addr, "remote", remote.String(), "outbound", c.outbound)
+	// Anti-entropy with the new neighbour at once: it answers with what we
+	// lack, and we with what it lacks.
+	r.sendSummary(c)
+	r.channels.sendAllState(c)
+}
+
+// markEstablished records that the overlay reported the data path up.
+func (r *Router) markEstablished(c *conn) {
+	if !c.registered || c.established || r.conns[c.remote().Name] != c {
+		return
+	}
+	c.established = true
+	c.state, c.reason, c.since = StateEstablished, "", time.Now()
+	r.ourDirty = true
+	if t := r.targets[c.target]; t != nil && c.target != "" {
+		t.attempts, t.lastErr = 0, ""
+	}
+}
+
+// unregister removes a registered connection from the topology's view.
+func (r *Router) unregister(c *conn) {
+	if !c.registered {
+		return
+	}
+	c.registered = false
+	if r.conns[c.remote().Name] == c {
+		delete(r.conns, c.remote().Name)
+	}
+	c.overlay.Stop()
+	r.ourDirty, r.neighDirty, r.makerDirty = true, true, true
+}
+
+// connEnded runs when a connection's goroutines have finished. Actor only.
+func (r *Router) connEnded(c *conn, cause error) {
+	delete(r.attempts, c)
+	wasEstablished := c.established
+	r.unregister(c)
+	reason := "closed"
+	if cause != nil {
+		reason = cause.Error()
+	}
+	st := c.status()
+	st.State, st.Reason, st.Since = StateFailed, reason, time.Now()
+	r.failed = append(r.failed, st)
+	if len(r.failed) > maxFailed {
+		r.failed = r.failed[len(r.failed)-maxFailed:]
+	}
+	level := r.log.Info
+	switch {
+	case errors.Is(cause, handshake.ErrWrongPassword), errors.Is(cause, handshake.ErrPasswordMismatch):
+		level = r.log.Error
+	case errors.Is(cause, errDuplicate), errors.Is(cause, context.Canceled):
+		level = r.log.Debug
+	}
+	level("connection closed", "conn", c.res.ConnID, "addr", c.addr, "remote", c.remote().String(), "reason", reason)
+	if c.target != "" {
+		r.targetEnded(c, cause, wasEstablished)
+	}
+}
+
+// ourConns lists our registered connections for our topology entry.
+func (r *Router) ourConns() []topology.Conn {
+	out := make([]topology.Conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		out = append(out, c.topologyConn())
+	}
+	return out
+}

@@ -1,0 +1,311 @@
+// Package mesh owns the control plane between routers: TCP connections on
+// port 6783 (dial, accept, handshake via mesh/handshake), heartbeats and
+// dead-peer detection, topology gossip (mesh/topology) with bounded fan-out
+// and anti-entropy, the connection maker (targets, discovery, backoff), the
+// routes snapshot the data plane forwards by, and the gossip channel API that
+// other packages use to replicate their state.
+//
+// Concurrency: one actor goroutine (Router.loop) owns the topology, the
+// connections and the targets; everything else hands it closures on a
+// channel. Each connection has a reader and a writer goroutine. Routes()
+// and gossip-channel sends read atomic snapshots and never wait for the
+// actor. Every goroutine is owned by the context given to Start and has
+// exited when Close returns.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/topology"
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	// ErrClosed: the router is closed (or was never started).
+	ErrClosed = errors.New("mesh router not running")
+	// ErrBadPeerAddr: a PEER given to Connect or Forget is not host[:port].
+	ErrBadPeerAddr = errors.New("malformed peer address")
+	// ErrNoRoute: a gossip-channel unicast destination is unreachable.
+	ErrNoRoute = errors.New("no route to peer")
+)
+
+// Router is one peer of the mesh. Create it with New, then Start it; Close
+// stops it. All methods are safe for concurrent use.
+type Router struct {
+	cfg  Config
+	log  *slog.Logger
+	hcfg handshake.Config
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // every goroutine of the router
+	started atomic.Bool
+	actions chan func()
+	addr    atomic.Pointer[net.TCPAddr] // listener address, once started
+
+	// asyncMu guards asyncClosed; see postAsync.
+	asyncMu     sync.Mutex
+	asyncClosed bool
+
+	// Read by any goroutine.
+	routes   atomic.Pointer[topology.Routes]
+	neigh    atomic.Pointer[map[identity.PeerName]*conn] // registered conns
+	channels channelRegistry
+	stats    counters
+
+	// Owned by the actor goroutine.
+	port       int
+	topo       *topology.Topology
+	conns      map[identity.PeerName]*conn // registered, one per peer
+	attempts   map[*conn]struct{}          // every live conn, registered or not
+	failed     []ConnectionStatus          // recent failures, oldest first
+	targets    map[string]*target
+	forgotten  map[string]struct{}
+	pending    map[identity.PeerName]topology.Peer // changed entries to gossip
+	pendingSrc *conn                               // sole source of pending, nil if several or us
+	pendMixed  bool
+	ourDirty   bool // our connection list changed
+	makerDirty bool // targets need a look
+	neighDirty bool // r.neigh needs a new snapshot
+	makerTimer *time.Timer
+	pubTimer   *time.Timer // armed while changes wait for UpdateDelay
+	pubArmed   bool
+	rng        *rand.Rand
+}
+
+// New validates cfg and returns a router that is not yet running.
+func New(cfg Config) (*Router, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Router{
+		cfg:       cfg,
+		log:       cfg.Logger.With("peer", cfg.Peer.String()),
+		ctx:       ctx,
+		cancel:    cancel,
+		actions:   make(chan func(), 4096),
+		topo:      topology.New(cfg.Peer),
+		conns:     make(map[identity.PeerName]*conn),
+		attempts:  make(map[*conn]struct{}),
+		targets:   make(map[string]*target),
+		forgotten: make(map[string]struct{}),
+		pending:   make(map[identity.PeerName]topology.Peer),
+		rng:       rand.New(rand.NewPCG(uint64(cfg.Peer.UID), uint64(cfg.Peer.Name))),
+	}
+	r.hcfg = handshake.Config{
+		Local:   cfg.Peer,
+		UDPPort: cfg.UDPPort,
+		PSK:     cfg.PSK,
+		Timeout: cfg.HandshakeTimeout,
+	}
+	r.routes.Store(r.topo.Routes())
+	r.neigh.Store(&map[identity.PeerName]*conn{})
+	r.channels.m = make(map[string]*GossipChannel)
+	return r, nil
+}
+
+// Start listens on the configured port and starts the router's goroutines.
+// They run until ctx is cancelled or Close is called. Start may be called
+// once.
+func (r *Router) Start(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("mesh router already started")
+	}
+	if r.ctx.Err() != nil {
+		return ErrClosed
+	}
+	laddr := net.JoinHostPort(r.cfg.ListenHost, strconv.Itoa(r.cfg.Port))
+	ln, err := r.cfg.Transport.Listen(ctx, laddr)
+	if err != nil {
+		r.cancel()
+		return fmt.Errorf("listen on %s: %w", laddr, err)
+	}
+	r.port = r.cfg.Port
+	if ta, err := net.ResolveTCPAddr("tcp", ln.Addr().String()); err == nil {
+		r.port = ta.Port
+		r.addr.Store(ta)
+	}
+	if r.hcfg.UDPPort == 0 {
+		r.hcfg.UDPPort = r.port
+	}
+	stop := context.AfterFunc(ctx, r.cancel)
+	context.AfterFunc(r.ctx, func() { ln.Close() })
+	r.makerTimer = time.NewTimer(time.Hour)
+	r.pubTimer = time.NewTimer(time.Hour)
+	r.pubTimer.Stop()
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		defer stop()
+		r.loop()
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.acceptLoop(ln)
+	}()
+	r.log.Info("mesh router started", "addr", ln.Addr().String())
+	return nil
+}
+
+// Close stops the router: it closes the listener and every connection and
+// returns once all goroutines have exited. It is idempotent.
+func (r *Router) Close() error {
+	r.cancel()
+	r.asyncMu.Lock()
+	r.asyncClosed = true // no postAsync goroutine starts after this
+	r.asyncMu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// Peer returns our identity.
+func (r *Router) Peer() identity.Peer { return r.cfg.Peer }
+
+// Addr returns the address the router listens on (nil before Start); useful
+// with Port 0.
+func (r *Router) Addr() *net.TCPAddr { return r.addr.Load() }
+
+// Routes returns the current routes snapshot. It is cheap (an atomic load),
+// never nil, and the snapshot is immutable.
+func (r *Router) Routes() *topology.Routes { return r.routes.Load() }
+
+// loop is the actor: it runs posted closures and timers until the router
+// stops, and after each burst of work flushes what changed (our connection
+// list, gossip, routes, targets).
+func (r *Router) loop() {
+	gossip := time.NewTicker(r.jitter(r.cfg.GossipInterval))
+	defer gossip.Stop()
+	defer r.makerTimer.Stop()
+	defer r.pubTimer.Stop()
+	for {
+		select {
+		case f := <-r.actions:
+			f()
+		case <-r.makerTimer.C:
+			r.makerDirty = true
+		case <-r.pubTimer.C:
+			r.pubArmed = false
+			r.publish()
+		case <-gossip.C:
+			r.antiEntropy()
+		case <-r.ctx.Done():
+			r.shutdown()
+			return
+		}
+		if len(r.actions) == 0 {
+			r.flush()
+		}
+	}
+}
+
+// shutdown runs in the actor when the router stops. Connection goroutines
+// close their sessions by themselves (their contexts derive from r.ctx); the
+// actor stops the overlay halves, which nobody else will.
+func (r *Router) shutdown() {
+	for _, c := range r.conns {
+		c.overlay.Stop()
+	}
+	clear(r.conns)
+	r.log.Info("mesh router stopped")
+}
+
+// post hands f to the actor. It returns false once the router is closed.
+// It must not be called from the actor itself (use direct calls there).
+func (r *Router) post(f func()) bool {
+	select {
+	case r.actions <- f:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// postAsync hands f to the actor without blocking, for callers that may be
+// running inside the actor (overlay events) or must not wait.
+func (r *Router) postAsync(f func()) {
+	select {
+	case r.actions <- f:
+		return
+	default:
+	}
+	r.asyncMu.Lock()
+	defer r.asyncMu.Unlock()
+	if r.asyncClosed {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.post(f)
+	}()
+}
+
+// call runs f in the actor and waits for it. It returns false (and f has
+// not run) when the router is not running.
+func (r *Router) call(f func()) bool {
+	if !r.started.Load() {
+		return false
+	}
+	done := make(chan struct{})
+	if !r.post(func() { f(); close(done) }) {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+// jitter returns d scaled by a random factor in [0.75, 1.25).
+func (r *Router) jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+}
+
+// flush runs after each burst of actions. Topology changes wait for
+// UpdateDelay (see publish); the rest is done at once. Actor only.
+func (r *Router) flush() {
+	if (r.ourDirty || len(r.pending) > 0) && !r.pubArmed {
+		r.pubArmed = true
+		r.pubTimer.Reset(r.cfg.UpdateDelay)
+	}
+	if r.neighDirty {
+		r.neighDirty = false
+		m := make(map[identity.PeerName]*conn, len(r.conns))
+		for n, c := range r.conns {
+			m[n] = c
+		}
+		r.neigh.Store(&m)
+	}
+	if r.makerDirty {
+		r.makerDirty = false
+		r.tryTargets()
+	}
+}
+
+// publish puts our new connection list into the topology and gossips the
+// changes collected since the last publish. Actor only.
+func (r *Router) publish() {
+	if r.ourDirty {
+		r.ourDirty = false
+		upd := r.topo.SetOurConns(r.ourConns())
+		r.addPending(nil, upd)
+	}
+	if len(r.pending) > 0 {
+		r.publishPending()
+	}
+	r.flush() // discovery may have added targets
+}

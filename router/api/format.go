@@ -1,0 +1,252 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// ErrUnknownSection is returned (wrapped) by CheckSection.
+var ErrUnknownSection = fmt.Errorf("unknown status section")
+
+// CheckSection validates a `weave status` section name ("" is the summary).
+func CheckSection(s string) error {
+	if s == "" || slices.Contains(Sections, s) {
+		return nil
+	}
+	return fmt.Errorf("%w %q: want one of %s", ErrUnknownSection, s, strings.Join(Sections, ", "))
+}
+
+// Section returns the part of st that GET /status/SECTION and
+// `weave status SECTION --json` show.
+func Section(st Status, section string) (any, error) {
+	if err := CheckSection(section); err != nil {
+		return nil, err
+	}
+	switch section {
+	case "peers":
+		return nonNil(st.Peers), nil
+	case "connections":
+		return nonNil(st.Connections), nil
+	case "targets":
+		return nonNil(st.Targets), nil
+	}
+	return st, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// FormatStatus writes the text form of one status section ("" for the
+// summary) to w, as `weave status [SECTION]` prints it.
+func FormatStatus(w io.Writer, st Status, section string) error {
+	if err := CheckSection(section); err != nil {
+		return err
+	}
+	switch section {
+	case "peers":
+		return FormatPeers(w, st)
+	case "connections":
+		return FormatConnections(w, st)
+	case "targets":
+		return FormatTargets(w, st)
+	}
+	return FormatSummary(w, st)
+}
+
+// FormatSummary writes the summary that plain `weave status` prints.
+func FormatSummary(w io.Writer, st Status) error {
+	enc := "disabled"
+	if st.Encryption {
+		enc = "enabled"
+	}
+	disc := "disabled"
+	if st.Discovery {
+		disc = "enabled"
+	}
+	established := 0
+	for _, p := range st.Peers {
+		for _, c := range p.Conns {
+			if c.Established {
+				established++
+			}
+		}
+	}
+	rows := [][2]string{
+		{"Version", st.Version},
+		{"Name", st.Peer.String()},
+		{"Encryption", enc},
+		{"PeerDiscovery", disc},
+		{"Port", fmt.Sprint(st.Port)},
+	}
+	if st.MTU > 0 {
+		rows = append(rows, [2]string{"MTU", fmt.Sprint(st.MTU)})
+	}
+	rows = append(rows,
+		[2]string{"Targets", fmt.Sprint(len(st.Targets))},
+		[2]string{"Connections", fmt.Sprintf("%d%s", len(st.Connections), connBreakdown(st.Connections))},
+		[2]string{"Peers", fmt.Sprintf("%d (with %d established connections)", len(st.Peers), established)},
+	)
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%15s: %s\n", r[0], r[1])
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// connBreakdown returns " (2 established, 1 failed)" or "".
+func connBreakdown(conns []Connection) string {
+	counts := map[string]int{}
+	for _, c := range conns {
+		counts[c.State]++
+	}
+	if len(counts) == 0 {
+		return ""
+	}
+	order := []string{StateEstablished, StateHandshake, StateConnecting, StateFailed}
+	var parts []string
+	for _, s := range order {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+			delete(counts, s)
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// FormatPeers writes every peer as NAME(nickname), each followed by the
+// connections it reports.
+func FormatPeers(w io.Writer, st Status) error {
+	// Align the columns across all peers (tabwriter would restart its
+	// columns at each peer's line).
+	addrW, peerW := 0, 0
+	for _, p := range st.Peers {
+		for _, c := range p.Conns {
+			addrW = max(addrW, len(orDash(c.Addr)))
+			peerW = max(peerW, len(peerString(c.Remote)))
+		}
+	}
+	var b strings.Builder
+	for _, p := range st.Peers {
+		fmt.Fprintf(&b, "%s\n", p.Peer)
+		for _, c := range p.Conns {
+			state := "pending"
+			if c.Established {
+				state = StateEstablished
+			}
+			fmt.Fprintf(&b, "   %s %-*s  %-*s  %s\n", arrow(c.Outbound), addrW, orDash(c.Addr), peerW, peerString(c.Remote), state)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FormatConnections writes our connections: direction, address, state,
+// peer, then the failure reason or the data-plane counters.
+func FormatConnections(w io.Writer, st Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range st.Connections {
+		detail := c.Reason
+		if c.Stats != nil {
+			s := formatStats(*c.Stats)
+			if detail != "" {
+				detail += "; "
+			}
+			detail += s
+		}
+		peer := "-"
+		if c.Peer != nil {
+			peer = peerString(*c.Peer)
+		}
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\n", arrow(c.Outbound), orDash(c.Addr), c.State, peer, detail)
+	}
+	return tw.Flush()
+}
+
+// FormatTargets writes the targets given by connect or launch, one address
+// a line.
+func FormatTargets(w io.Writer, st Status) error {
+	var b strings.Builder
+	for _, t := range st.Targets {
+		b.WriteString(t.Addr)
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FormatContainers writes `weave ps` lines: ID MAC IP/prefix...
+func FormatContainers(w io.Writer, cs []Container) error {
+	var b strings.Builder
+	for _, c := range cs {
+		b.WriteString(strings.Join(append([]string{c.ID, c.MAC}, c.Addrs...), " "))
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func formatStats(s PeerStats) string {
+	out := fmt.Sprintf("in %d frames %s, out %d frames %s", s.FramesIn, bytesString(s.BytesIn), s.FramesOut, bytesString(s.BytesOut))
+	var total uint64
+	for _, n := range s.Drops {
+		total += n
+	}
+	if total > 0 {
+		var parts []string
+		for _, r := range slices.Sorted(maps.Keys(s.Drops)) {
+			if s.Drops[r] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", r, s.Drops[r]))
+			}
+		}
+		out += fmt.Sprintf(", dropped %d (%s)", total, strings.Join(parts, ", "))
+	}
+	return out
+}
+
+func bytesString(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func arrow(outbound bool) string {
+	if outbound {
+		return "->"
+	}
+	return "<-"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func peerString(p identity.Peer) string {
+	if p.Name == identity.UnknownPeer {
+		return "-"
+	}
+	return p.String()
+}

@@ -1,0 +1,172 @@
+// Package api owns the contract between the weave CLI and the router daemon:
+// the JSON request and response types of the HTTP API that the daemon serves
+// on its Unix socket, a client for it, and the text forms of the status
+// documents that `weave status` prints.
+//
+// Endpoints (JSON bodies; errors are {"error": "one line"} with a 4xx):
+//
+//	GET  /version                      Version
+//	GET  /status                       Status
+//	GET  /status/{peers|connections|targets}  that section of Status
+//	GET  /report                       Report
+//	GET  /ps[?container=C...]          []Container
+//	POST /connect  ConnectRequest      {}
+//	POST /forget   ForgetRequest       {}
+//	POST /attach   AttachRequest       AddrsResponse
+//	POST /detach   AttachRequest       {}
+//	POST /expose   AddrsRequest        AddrsResponse
+//	POST /hide     AddrsRequest        {}
+//	POST /stop                         {} (the daemon then shuts down)
+//
+// The types here are the daemon's public view of its parts (mesh, data
+// plane, container network); they are deliberately separate from those
+// packages' own types so that the CLI output stays stable while they change.
+package api
+
+import (
+	"time"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// Paths of the API served on the Unix socket.
+const (
+	PathVersion = "/version"
+	PathStatus  = "/status" // GET; /status/{peers,connections,targets} for one section
+	PathReport  = "/report"
+	PathConnect = "/connect"
+	PathForget  = "/forget"
+	PathAttach  = "/attach"
+	PathDetach  = "/detach"
+	PathPS      = "/ps"
+	PathExpose  = "/expose"
+	PathHide    = "/hide"
+	PathStop    = "/stop"
+)
+
+// Status sections that `weave status SECTION` and GET /status/SECTION accept.
+var Sections = []string{"peers", "connections", "targets"}
+
+// Connection states as status reports them.
+const (
+	StateConnecting  = "connecting"
+	StateHandshake   = "handshake"
+	StateEstablished = "established"
+	StateFailed      = "failed"
+)
+
+// Version answers GET /version.
+type Version struct {
+	Version string `json:"version"`
+	PID     int    `json:"pid"`
+}
+
+// Status answers GET /status: the router's identity and its view of the mesh.
+type Status struct {
+	Version     string        `json:"version"`
+	PID         int           `json:"pid"`
+	Peer        identity.Peer `json:"peer"`
+	Encryption  bool          `json:"encryption"`
+	Discovery   bool          `json:"discovery"`
+	Port        int           `json:"port"`
+	MTU         int           `json:"mtu,omitempty"` // container MTU, 0 if unknown
+	Peers       []Peer        `json:"peers"`
+	Connections []Connection  `json:"connections"`
+	Targets     []Target      `json:"targets"` // given by connect or launch (and kept in the state dir)
+	// Discovered are addresses learnt by gossip that the router also
+	// connects to (unless discovery is off); not shown by `status targets`.
+	Discovered []Target `json:"discovered,omitempty"`
+}
+
+// Peer is one peer of the mesh as our topology knows it.
+type Peer struct {
+	identity.Peer
+	Version uint64     `json:"version"`
+	Conns   []PeerConn `json:"conns"`
+}
+
+// PeerConn is one connection as the peer owning it reports it.
+type PeerConn struct {
+	Remote      identity.Peer `json:"remote"` // nickname empty if we do not know the peer
+	Addr        string        `json:"addr,omitempty"`
+	Outbound    bool          `json:"outbound"`
+	Established bool          `json:"established"`
+}
+
+// Connection is one of our own connections (or attempts).
+type Connection struct {
+	Peer     *identity.Peer `json:"peer,omitempty"` // nil until the handshake tells who it is
+	Addr     string         `json:"addr"`
+	Outbound bool           `json:"outbound"`
+	State    string         `json:"state"`
+	Reason   string         `json:"reason,omitempty"`
+	Since    time.Time      `json:"since,omitzero"`
+	Stats    *PeerStats     `json:"stats,omitempty"` // data-plane counters for this peer
+}
+
+// Target is an address the router keeps connecting to.
+type Target struct {
+	Addr      string    `json:"addr"`
+	State     string    `json:"state,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	NextTry   time.Time `json:"next_try,omitzero"`
+}
+
+// PeerStats are data-plane counters for traffic with one peer.
+type PeerStats struct {
+	FramesIn  uint64            `json:"frames_in"`
+	FramesOut uint64            `json:"frames_out"`
+	BytesIn   uint64            `json:"bytes_in"`
+	BytesOut  uint64            `json:"bytes_out"`
+	Drops     map[string]uint64 `json:"drops,omitempty"` // by reason
+}
+
+// Report answers GET /report: everything the daemon knows, as one document.
+type Report struct {
+	Status     Status         `json:"status"`
+	Config     map[string]any `json:"config"`
+	Containers []Container    `json:"containers"`
+	Exposed    []string       `json:"exposed,omitempty"`
+	DataPlane  any            `json:"data_plane,omitempty"` // the data plane's counters and connection states
+}
+
+// ConnectRequest is the body of POST /connect.
+type ConnectRequest struct {
+	Peers   []string `json:"peers"`
+	Replace bool     `json:"replace,omitempty"`
+}
+
+// ForgetRequest is the body of POST /forget.
+type ForgetRequest struct {
+	Peers []string `json:"peers"`
+}
+
+// AttachRequest is the body of POST /attach and POST /detach.
+type AttachRequest struct {
+	Container string   `json:"container"`
+	Addrs     []string `json:"addrs,omitempty"`
+}
+
+// AddrsRequest is the body of POST /expose and POST /hide.
+type AddrsRequest struct {
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+// AddrsResponse answers POST /attach and POST /expose with the addresses
+// (CIDR form) now in place.
+type AddrsResponse struct {
+	Addrs []string `json:"addrs"`
+}
+
+// Container is one attached container as `weave ps` shows it.
+type Container struct {
+	ID    string   `json:"id"`
+	MAC   string   `json:"mac"`
+	Addrs []string `json:"addrs"`
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Message string `json:"error"`
+}

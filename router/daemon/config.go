@@ -1,0 +1,328 @@
+// Package daemon owns the weave router process: its configuration (from the
+// CLI's flags), its lifecycle (pid lock, Unix socket, log file, signals,
+// launch as a detached background process, stop, reset), the state that
+// survives a restart (peer name, targets), the composition of the mesh, the
+// data plane and the container network, and the HTTP API the CLI talks to.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// Defaults that DefaultConfig fills in.
+const (
+	DefaultPort        = 6783
+	DefaultMetricsAddr = "127.0.0.1:6782"
+	DefaultRunDir      = "/run/weave"
+	DefaultStateDir    = "/var/lib/weave"
+	DefaultBridge      = "weave"
+	DefaultIPRange     = "10.32.0.0/12"
+	DefaultDNSDomain   = "weave.local."
+	DefaultDNSListen   = "0.0.0.0:53" // TODO(dns issue): the bridge address, like Weave
+	DefaultLogLevel    = "info"
+)
+
+// Environment variables the daemon and CLI read.
+const (
+	EnvRunDir   = "WEAVE_RUN_DIR"
+	EnvStateDir = "WEAVE_STATE_DIR"
+	EnvPassword = "WEAVE_PASSWORD"
+)
+
+// ErrBadConfig is wrapped by errors from Config.Validate about flags.
+var ErrBadConfig = errors.New("invalid configuration")
+
+// ErrBadPeer is wrapped by errors from ParsePeer.
+var ErrBadPeer = errors.New("bad peer address")
+
+// Config is everything a router needs to start. Fill it from DefaultConfig
+// and flags, then call Validate.
+type Config struct {
+	Version string // build version, shown by status
+
+	// Name is the peer name in MAC form; empty means the one kept in the
+	// state dir (created on first launch).
+	Name     string
+	NickName string
+	Port     int // TCP and UDP
+	// NoDiscovery stops the router from connecting to peers it learns of
+	// by gossip.
+	NoDiscovery bool
+	// MTU of the containers' interfaces; 0 picks the default that fits the
+	// underlay with the encapsulation overhead.
+	MTU         int
+	MetricsAddr string // "" disables the metrics server
+	LogLevel    string // debug, info, warn, error
+
+	// Accepted and stored for the IPAM and DNS issues.
+	IPAllocRange         string
+	IPAllocDefaultSubnet string
+	NoDNS                bool
+	DNSDomain            string
+	DNSListenAddress     string
+
+	// Password of the network; nil for none. Never logged or put in argv.
+	Password []byte
+	// NetworkSalt is mixed into the password's key derivation; "" uses the
+	// handshake package's default.
+	NetworkSalt string
+
+	Peers []string // initial targets, host[:port]
+
+	RunDir   string
+	StateDir string
+	Bridge   string
+}
+
+// DefaultConfig returns the defaults, with the run and state dirs taken
+// from $WEAVE_RUN_DIR and $WEAVE_STATE_DIR when set.
+func DefaultConfig() Config {
+	nick, err := os.Hostname()
+	if err != nil || nick == "" {
+		nick = "weave"
+	}
+	return Config{
+		Version:          "dev",
+		NickName:         nick,
+		Port:             DefaultPort,
+		MetricsAddr:      DefaultMetricsAddr,
+		LogLevel:         DefaultLogLevel,
+		IPAllocRange:     DefaultIPRange,
+		DNSDomain:        DefaultDNSDomain,
+		DNSListenAddress: DefaultDNSListen,
+		RunDir:           envOr(EnvRunDir, DefaultRunDir),
+		StateDir:         envOr(EnvStateDir, DefaultStateDir),
+		Bridge:           DefaultBridge,
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// Validate checks every field and normalises the peers to host:port. It
+// changes nothing outside c.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
+	}
+	if c.Name != "" {
+		if _, err := identity.ParsePeerName(c.Name); err != nil {
+			return bad("--name: %w", err)
+		}
+	}
+	if err := checkNickName(c.NickName); err != nil {
+		return bad("--nickname %q: %w", c.NickName, err)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return bad("--port %d: want 1-65535", c.Port)
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65000) {
+		return bad("--mtu %d: want 576-65000 (or 0 for the default)", c.MTU)
+	}
+	if c.MetricsAddr != "" {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
+			return bad("--metrics-addr %q: %w", c.MetricsAddr, err)
+		}
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		return bad("--log-level: %w", err)
+	}
+	var rng netip.Prefix
+	if c.IPAllocRange != "" {
+		p, err := netip.ParsePrefix(c.IPAllocRange)
+		if err != nil {
+			return bad("--ipalloc-range %q: want a CIDR like 10.32.0.0/12", c.IPAllocRange)
+		}
+		rng = p.Masked()
+	}
+	if c.IPAllocDefaultSubnet != "" {
+		p, err := netip.ParsePrefix(c.IPAllocDefaultSubnet)
+		if err != nil {
+			return bad("--ipalloc-default-subnet %q: want a CIDR like 10.32.0.0/12", c.IPAllocDefaultSubnet)
+		}
+		if rng.IsValid() && !(rng.Contains(p.Addr()) && p.Bits() >= rng.Bits()) {
+			return bad("--ipalloc-default-subnet %s is not inside --ipalloc-range %s", p, rng)
+		}
+	}
+	if c.DNSListenAddress != "" && !c.NoDNS {
+		if err := checkListenAddr(c.DNSListenAddress); err != nil {
+			return bad("--dns-listen-address %q: %w", c.DNSListenAddress, err)
+		}
+	}
+	if c.DNSDomain != "" && !validHostname(strings.TrimSuffix(c.DNSDomain, ".")) {
+		return bad("--dns-domain %q: not a domain name", c.DNSDomain)
+	}
+	if c.RunDir == "" || !filepath.IsAbs(c.RunDir) {
+		return bad("run dir %q: want an absolute path ($%s)", c.RunDir, EnvRunDir)
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return bad("state dir %q: want an absolute path ($%s)", c.StateDir, EnvStateDir)
+	}
+	if c.Bridge == "" || len(c.Bridge) > 15 {
+		return bad("bridge name %q: want 1-15 characters", c.Bridge)
+	}
+	peers, err := ParsePeers(c.Peers)
+	if err != nil {
+		return err
+	}
+	c.Peers = peers
+	return nil
+}
+
+func checkNickName(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if len(s) > identity.MaxNickNameLen {
+		return fmt.Errorf("longer than %d bytes", identity.MaxNickNameLen)
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '(' || r == ')' || r > '~' {
+			return fmt.Errorf("character %q not allowed", r)
+		}
+	}
+	return nil
+}
+
+func checkListenAddr(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+			return fmt.Errorf("bad host %q", host)
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+// ParsePeers parses and normalises every peer; the first bad one is an
+// error. Duplicates are dropped.
+func ParsePeers(peers []string) ([]string, error) {
+	out := make([]string, 0, len(peers))
+	seen := map[string]bool{}
+	for _, p := range peers {
+		n, err := ParsePeer(p)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// ParsePeer parses PEER = host[:port] (IPv6 as [addr]:port or a bare
+// address) and returns it as host:port, the port defaulting to 6783.
+func ParsePeer(s string) (string, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w %q: %s", ErrBadPeer, s, why)
+	}
+	if s == "" {
+		return "", bad("empty address")
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return "", bad("zoned addresses are not supported")
+		}
+		return netip.AddrPortFrom(a, DefaultPort).String(), nil
+	}
+	host, port := s, strconv.Itoa(DefaultPort)
+	if strings.Contains(s, ":") {
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			return "", bad("want host[:port]")
+		}
+		host, port = h, p
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || strings.HasPrefix(port, "+") {
+		return "", bad("port must be 1-65535")
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return "", bad("zoned addresses are not supported")
+		}
+		return netip.AddrPortFrom(a, uint16(n)).String(), nil
+	}
+	if !validHostname(host) {
+		return "", bad("not an IP address or host name")
+	}
+	return net.JoinHostPort(strings.ToLower(host), strconv.Itoa(n)), nil
+}
+
+// validHostname accepts RFC 1123 names: dot-separated labels of letters,
+// digits and inner hyphens, at most 253 bytes. All-numeric dotted names
+// (malformed IPv4 addresses like 1.2.3.999) are rejected.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	allNumeric := true
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			switch {
+			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
+				allNumeric = false
+			case r >= '0' && r <= '9':
+			default:
+				return false
+			}
+		}
+	}
+	return !allNumeric
+}
+
+// ParseLogLevel parses debug, info, warn (or warning) or error.
+func ParseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("level %q: want debug, info, warn or error", s)
+}
+
+// Paths are the files of one router in its run dir.
+type Paths struct {
+	Socket string
+	PID    string
+	Log    string
+}
+
+// RunPaths returns the run-dir files for runDir.
+func RunPaths(runDir string) Paths {
+	return Paths{
+		Socket: filepath.Join(runDir, "weave.sock"),
+		PID:    filepath.Join(runDir, "weave.pid"),
+		Log:    filepath.Join(runDir, "weave.log"),
+	}
+}

@@ -1,0 +1,147 @@
+package daemon
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParsePeer(t *testing.T) {
+	good := map[string]string{
+		"10.0.0.1":           "10.0.0.1:6783",
+		"10.0.0.1:7000":      "10.0.0.1:7000",
+		"host1":              "host1:6783",
+		"Host-1.Example.com": "host-1.example.com:6783",
+		"db.local:1":         "db.local:1",
+		"::1":                "[::1]:6783",
+		"[fd00::2]:6790":     "[fd00::2]:6790",
+		"192.168.1.2:65535":  "192.168.1.2:65535",
+	}
+	for in, want := range good {
+		got, err := ParsePeer(in)
+		if err != nil || got != want {
+			t.Errorf("ParsePeer(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	bad := []string{
+		"", ":6783", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:http", "10.0.0.1:+80",
+		"1.2.3.999", "1.2.3", "host_1", "-host", "host-", "a..b", "10.0.0.1:1:2", "[::1]", "fe80::1%eth0",
+		"ho st", "host/1", strings.Repeat("a", 64) + ".com", "10.0.0.1:-1",
+	}
+	for _, in := range bad {
+		got, err := ParsePeer(in)
+		if err == nil {
+			t.Errorf("ParsePeer(%q) = %q, want an error", in, got)
+			continue
+		}
+		if !errors.Is(err, ErrBadPeer) {
+			t.Errorf("ParsePeer(%q) err = %v, want ErrBadPeer", in, err)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParsePeer(%q) err has several lines: %q", in, err)
+		}
+	}
+}
+
+func TestParsePeersDedup(t *testing.T) {
+	got, err := ParsePeers([]string{"10.0.0.1", "10.0.0.1:6783", "h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10.0.0.1:6783", "h2:6783"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if _, err := ParsePeers([]string{"10.0.0.1", "bad:port"}); err == nil {
+		t.Error("one bad peer among good ones: no error")
+	}
+}
+
+func validConfig() Config {
+	c := DefaultConfig()
+	c.NickName = "h1"
+	c.RunDir = "/tmp/r"
+	c.StateDir = "/tmp/s"
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string // substring; "" means valid
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"name", func(c *Config) { c.Name = "0a:1b:2c:3d:4e:5f" }, ""},
+		{"bad name", func(c *Config) { c.Name = "zz:1b:2c:3d:4e:5f" }, "--name"},
+		{"zero name", func(c *Config) { c.Name = "00:00:00:00:00:00" }, "--name"},
+		{"empty nickname", func(c *Config) { c.NickName = "" }, "--nickname"},
+		{"nickname space", func(c *Config) { c.NickName = "a b" }, "--nickname"},
+		{"nickname parens", func(c *Config) { c.NickName = "a(b)" }, "--nickname"},
+		{"long nickname", func(c *Config) { c.NickName = strings.Repeat("n", 65) }, "--nickname"},
+		{"port 0", func(c *Config) { c.Port = 0 }, "--port 0"},
+		{"port big", func(c *Config) { c.Port = 70000 }, "--port 70000"},
+		{"mtu small", func(c *Config) { c.MTU = 100 }, "--mtu 100"},
+		{"mtu ok", func(c *Config) { c.MTU = 1400 }, ""},
+		{"metrics off", func(c *Config) { c.MetricsAddr = "" }, ""},
+		{"metrics bad", func(c *Config) { c.MetricsAddr = "localhost" }, "--metrics-addr"},
+		{"metrics bad port", func(c *Config) { c.MetricsAddr = "127.0.0.1:99999" }, "--metrics-addr"},
+		{"metrics any host", func(c *Config) { c.MetricsAddr = ":6782" }, ""},
+		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "--log-level"},
+		{"log level debug", func(c *Config) { c.LogLevel = "DEBUG" }, ""},
+		{"range", func(c *Config) { c.IPAllocRange = "10.32.0.0" }, "--ipalloc-range"},
+		{"subnet outside", func(c *Config) { c.IPAllocDefaultSubnet = "192.168.0.0/24" }, "not inside"},
+		{"subnet inside", func(c *Config) { c.IPAllocDefaultSubnet = "10.32.1.0/24" }, ""},
+		{"subnet wider", func(c *Config) { c.IPAllocDefaultSubnet = "10.0.0.0/8" }, "not inside"},
+		{"dns listen", func(c *Config) { c.DNSListenAddress = "nope" }, "--dns-listen-address"},
+		{"dns listen ignored without dns", func(c *Config) { c.NoDNS = true; c.DNSListenAddress = "nope" }, ""},
+		{"dns domain", func(c *Config) { c.DNSDomain = "bad_domain." }, "--dns-domain"},
+		{"relative run dir", func(c *Config) { c.RunDir = "run" }, "run dir"},
+		{"relative state dir", func(c *Config) { c.StateDir = "" }, "state dir"},
+		{"bad peer", func(c *Config) { c.Peers = []string{"10.0.0.1", "10.0.0.2:x"} }, `bad peer address "10.0.0.2:x"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mod(&c)
+			err := c.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatalf("no error, want one containing %q", tt.wantErr)
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Fatalf("error %q does not contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateNormalisesPeers(t *testing.T) {
+	c := validConfig()
+	c.Peers = []string{"10.0.0.1", "h2:7000", "10.0.0.1:6783"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10.0.0.1:6783", "h2:7000"}; !slices.Equal(c.Peers, want) {
+		t.Errorf("peers = %v, want %v", c.Peers, want)
+	}
+}
+
+func TestDefaultConfigEnv(t *testing.T) {
+	t.Setenv(EnvRunDir, "/tmp/h7-run")
+	t.Setenv(EnvStateDir, "/tmp/h7-state")
+	c := DefaultConfig()
+	if c.RunDir != "/tmp/h7-run" || c.StateDir != "/tmp/h7-state" {
+		t.Errorf("dirs = %q %q, want the environment's", c.RunDir, c.StateDir)
+	}
+	t.Setenv(EnvRunDir, "")
+	t.Setenv(EnvStateDir, "")
+	c = DefaultConfig()
+	if c.RunDir != DefaultRunDir || c.StateDir != DefaultStateDir {
+		t.Errorf("dirs = %q %q, want defaults", c.RunDir, c.StateDir)
+	}
+	if c.Port != 6783 || c.MetricsAddr != "127.0.0.1:6782" || c.NickName == "" {
+		t.Errorf("defaults = %+v", c)
+	}
+}

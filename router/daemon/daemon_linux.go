@@ -1,0 +1,289 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router"
+	"github.com/weavelab/weave/router/overlay"
+)
+
+// RunForeground runs the router until ctx ends or a client asks it to
+// stop, logging to stderr and to the log file in the run dir (once, when
+// stderr is that file, as for a router started by Launch). cfg must have
+// been validated.
+func RunForeground(ctx context.Context, cfg Config, stderr *os.File) error {
+	level, err := ParseLogLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	logf, err := OpenLog(cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	var log *slog.Logger
+	if sameFile(stderr, logf.Name()) {
+		log = NewLogger(level, stderr)
+	} else {
+		log = NewLogger(level, stderr, logf)
+	}
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("weave router failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+// Run is the daemon: it takes the pid lock, builds the router's parts,
+// serves the API on the Unix socket and metrics on TCP, and on ctx's end or
+// an API stop shuts everything down in reverse order, returning once every
+// goroutine it started has exited. cfg must have been validated.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	paths := RunPaths(cfg.RunDir)
+	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+		return fmt.Errorf("run dir: %w", err)
+	}
+	lock, err := AcquirePIDLock(paths.PID)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	// We hold the lock, so a socket still there is a killed daemon's.
+	if err := os.Remove(paths.Socket); err == nil {
+		log.Info("removed stale socket", "path", paths.Socket)
+	}
+
+	state, err := OpenState(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	name, err := state.PeerName(cfg.Name)
+	if err != nil {
+		return err
+	}
+	uid, err := identity.RandomUID()
+	if err != nil {
+		return err
+	}
+	us := identity.Peer{Name: name, NickName: cfg.NickName, UID: uid}
+	var psk *handshake.PSK
+	if cfg.Password != nil {
+		psk = handshake.DeriveKey(cfg.Password, []byte(cfg.NetworkSalt))
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = overlay.DefaultContainerMTU
+	}
+	reg := newRegistry()
+
+	// The host side (bridge, TAP, host veth ends) takes frames larger than
+	// the containers' MTU, so that a container that raised its MTU still
+	// reaches the overlay, which answers with ICMP "fragmentation needed"
+	// or lets the kernel fragment, instead of the bridge dropping silently.
+	rt, err := router.New(router.Config{Bridge: cfg.Bridge, MTU: mtu, HostMTU: router.MaxHostMTU, StateDir: cfg.StateDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The overlay has closed the TAP already; this only forgets it.
+		if err := rt.Close(); err != nil {
+			log.Debug("close router", "err", err)
+		}
+	}()
+
+	var m *mesh.Router
+	ocfg := overlay.DefaultConfig()
+	ocfg.Peer = name
+	ocfg.UDPPort = cfg.Port
+	ocfg.Device = rt.TAP()
+	ocfg.Routes = func() overlay.RouteTable {
+		if r := m.Routes(); r != nil {
+			return r
+		}
+		return noRoutes{}
+	}
+	ocfg.MTU = mtu
+	ocfg.Logger = log
+	ocfg.Registerer = reg
+	ov, err := overlay.New(ocfg)
+	if err != nil {
+		return err
+	}
+	defer ov.Close()
+
+	mcfg := mesh.DefaultConfig()
+	mcfg.Peer = us
+	mcfg.Port = cfg.Port
+	mcfg.PSK = psk
+	mcfg.NoDiscovery = cfg.NoDiscovery
+	mcfg.Overlay = ov
+	mcfg.Logger = log
+	if m, err = mesh.New(mcfg); err != nil {
+		return err
+	}
+	defer m.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := ov.Start(ctx); err != nil {
+		return err
+	}
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+
+	n := &node{
+		info: nodeInfo{
+			Version: cfg.Version, PID: os.Getpid(), Port: cfg.Port,
+			Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Config: cfg.reportMap(),
+		},
+		mesh: m, net: rt, stats: ov, state: state, log: log,
+		bridgeMAC: func() string {
+			if ifi, err := net.InterfaceByName(cfg.Bridge); err == nil {
+				return ifi.HardwareAddr.String()
+			}
+			return "-"
+		},
+	}
+	if err := n.restoreTargets(cfg.Peers); err != nil {
+		return err
+	}
+
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	apiLn, err := ListenSocket(paths.Socket)
+	if err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		return err
+	}
+	defer os.Remove(paths.Socket)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	serve := func(what string, ln net.Listener, h func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h(); err != nil {
+				errc <- fmt.Errorf("%s server: %w", what, err)
+			}
+		}()
+	}
+	serve("API", apiLn, func() error {
+		return serveHTTP(ctx, apiLn, NewHandler(n, cfg.Version, cancel, log), log)
+	})
+	if metricsLn != nil {
+		serve("metrics", metricsLn, func() error {
+			return serveHTTP(ctx, metricsLn, metricsHandler(reg, n), log)
+		})
+	}
+	log.Info("weave router started", "name", us.Name, "nickname", us.NickName, "uid", uint64(us.UID),
+		"port", cfg.Port, "encryption", psk != nil, "discovery", !cfg.NoDiscovery, "mtu", mtu,
+		"socket", paths.Socket, "metrics", cfg.MetricsAddr, "version", cfg.Version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("weave router stopping")
+	cancel()
+	wg.Wait()
+	// Deferred, in this order: socket removed, mesh closed (its
+	// connections stop their overlay halves), overlay closed (with the
+	// TAP), router forgets the TAP, pid lock released.
+	return runErr
+}
+
+// restoreTargets connects to the targets saved in the state dir plus
+// those given at launch, and saves the union.
+func (n *node) restoreTargets(extra []string) error {
+	saved, err := n.state.Targets()
+	if err != nil {
+		n.log.Warn("ignoring saved targets", "err", err)
+	}
+	saved, err = ParsePeers(saved)
+	if err != nil {
+		n.log.Warn("ignoring saved targets", "err", err)
+		saved = nil
+	}
+	all, _ := ParsePeers(append(saved, extra...))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(all) > 0 {
+		if err := n.mesh.Connect(all, false); err != nil {
+			return fmt.Errorf("connect to %v: %w", all, err)
+		}
+		n.log.Info("targets", "peers", all)
+	}
+	return n.saveTargetsLocked()
+}
+
+// noRoutes is the routing table before the mesh has computed one: nothing
+// is reachable.
+type noRoutes struct{}
+
+func (noRoutes) Unicast(identity.PeerName) (identity.PeerName, bool) { return 0, false }
+func (noRoutes) Broadcast(identity.PeerName) []identity.PeerName     { return nil }
+
+// reportMap is the configuration as report shows it (no password).
+func (c Config) reportMap() map[string]any {
+	return map[string]any{
+		"name": c.Name, "nickname": c.NickName, "port": c.Port, "no_discovery": c.NoDiscovery,
+		"mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
+		"ipalloc_range": c.IPAllocRange, "ipalloc_default_subnet": c.IPAllocDefaultSubnet,
+		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress,
+		"password": c.Password != nil, "network_salt": c.NetworkSalt != "", "peers": c.Peers,
+		"run_dir": c.RunDir, "state_dir": c.StateDir, "bridge": c.Bridge,
+	}
+}
+
+// Reset removes everything a router made on this host: the containers'
+// interfaces, the TAP and the bridge (via package router), the state dir's
+// contents and the run dir's files. The daemon must not be running.
+func Reset(ctx context.Context, cfg Config) error {
+	paths := RunPaths(cfg.RunDir)
+	if held, pid := LockHolder(paths.PID); held {
+		return &RunningError{PID: pid}
+	}
+	var errs []error
+	rt, err := router.New(router.Config{Bridge: cfg.Bridge, StateDir: cfg.StateDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, rt.Reset())
+	}
+	entries, err := os.ReadDir(cfg.StateDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(cfg.StateDir, e.Name())))
+	}
+	for _, p := range []string{paths.Socket, paths.Socket + ".new", paths.PID, paths.Log} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	return nil
+}

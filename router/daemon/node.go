@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/router"
+	"github.com/weavelab/weave/router/api"
+	"github.com/weavelab/weave/router/overlay"
+)
+
+// The daemon's parts as the API needs them. The real ones are *mesh.Router,
+// *router.Router and *overlay.Overlay; tests pass fakes.
+type (
+	// meshPart is the control plane.
+	meshPart interface {
+		Connect(peers []string, replace bool) error
+		Forget(peers []string) error
+		Targets() []string
+		Status() mesh.Status
+	}
+	// netPart is the host's container network.
+	netPart interface {
+		Attach(ctx context.Context, container string, addrs []string) ([]netip.Prefix, error)
+		Detach(ctx context.Context, container string, addrs []string) error
+		PS(ctx context.Context, containers ...string) ([]router.Attachment, error)
+		Expose(addrs []string) ([]netip.Prefix, error)
+		Hide(addrs []string) error
+		Exposed() ([]netip.Prefix, error)
+	}
+	// statsPart is the data plane's counters.
+	statsPart interface {
+		Stats() overlay.Stats
+	}
+)
+
+var (
+	_ meshPart  = (*mesh.Router)(nil)
+	_ netPart   = (*router.Router)(nil)
+	_ statsPart = (*overlay.Overlay)(nil)
+)
+
+// node implements Control over the daemon's parts and keeps the targets in
+// the state dir in step with the mesh's.
+type node struct {
+	info  nodeInfo
+	mesh  meshPart
+	net   netPart
+	stats statsPart
+	state *State
+	log   *slog.Logger
+	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
+	// leaves it out.
+	bridgeMAC func() string
+
+	// mu serialises connect and forget so that the targets saved are
+	// those of the last change.
+	mu sync.Mutex
+}
+
+// nodeInfo is what status and report show about the daemon itself.
+type nodeInfo struct {
+	Version    string
+	PID        int
+	Port       int
+	Discovery  bool
+	Encryption bool
+	Config     map[string]any // the effective configuration, for report
+}
+
+var _ Control = (*node)(nil)
+
+// ExposeID is the ps entry of the host's own addresses (weave expose).
+const ExposeID = "weave:expose"
+
+func (n *node) Connect(ctx context.Context, peers []string, replace bool) error {
+	peers, err := ParsePeers(peers)
+	if err != nil {
+		return err
+	}
+	if len(peers) == 0 && !replace {
+		return fmt.Errorf("connect: no peers given")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.mesh.Connect(peers, replace); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	n.log.Info("connect", "peers", peers, "replace", replace)
+	return n.saveTargetsLocked()
+}
+
+func (n *node) Forget(ctx context.Context, peers []string) error {
+	peers, err := ParsePeers(peers)
+	if err != nil {
+		return err
+	}
+	if len(peers) == 0 {
+		return fmt.Errorf("forget: no peers given")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.mesh.Forget(peers); err != nil {
+		return fmt.Errorf("forget: %w", err)
+	}
+	n.log.Info("forget", "peers", peers)
+	return n.saveTargetsLocked()
+}
+
+func (n *node) saveTargetsLocked() error {
+	if n.state == nil {
+		return nil
+	}
+	return n.state.SetTargets(n.mesh.Targets())
+}
+
+func (n *node) Attach(ctx context.Context, container string, addrs []string) ([]string, error) {
+	got, err := n.net.Attach(ctx, container, addrs)
+	if err != nil {
+		return nil, err
+	}
+	return prefixStrings(got), nil
+}
+
+func (n *node) Detach(ctx context.Context, container string, addrs []string) error {
+	return n.net.Detach(ctx, container, addrs)
+}
+
+func (n *node) PS(ctx context.Context, containers []string) ([]api.Container, error) {
+	as, err := n.net.PS(ctx, containers...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Container, 0, len(as)+1)
+	if len(containers) == 0 && n.bridgeMAC != nil {
+		// Like Weave, ps shows the host's own addresses on the network.
+		if exposed, err := n.net.Exposed(); err == nil && len(exposed) > 0 {
+			out = append(out, api.Container{ID: ExposeID, MAC: n.bridgeMAC(), Addrs: prefixStrings(exposed)})
+		}
+	}
+	for _, a := range as {
+		out = append(out, api.Container{ID: a.ID, MAC: a.MAC, Addrs: prefixStrings(a.Addrs)})
+	}
+	return out, nil
+}
+
+func (n *node) Expose(ctx context.Context, addrs []string) ([]string, error) {
+	got, err := n.net.Expose(addrs)
+	if err != nil {
+		return nil, err
+	}
+	return prefixStrings(got), nil
+}
+
+func (n *node) Hide(ctx context.Context, addrs []string) error {
+	return n.net.Hide(addrs)
+}
+
+func (n *node) Status(ctx context.Context) (api.Status, error) {
+	var st overlay.Stats
+	if n.stats != nil {
+		st = n.stats.Stats()
+	}
+	return buildStatus(n.info, n.mesh.Status(), st), nil
+}
+
+func (n *node) Report(ctx context.Context) (api.Report, error) {
+	status, err := n.Status(ctx)
+	if err != nil {
+		return api.Report{}, err
+	}
+	rep := api.Report{Status: status, Config: n.info.Config}
+	as, err := n.net.PS(ctx)
+	if err != nil {
+		return api.Report{}, err
+	}
+	rep.Containers = []api.Container{}
+	for _, a := range as {
+		rep.Containers = append(rep.Containers, api.Container{ID: a.ID, MAC: a.MAC, Addrs: prefixStrings(a.Addrs)})
+	}
+	exposed, err := n.net.Exposed()
+	if err != nil {
+		return api.Report{}, err
+	}
+	rep.Exposed = prefixStrings(exposed)
+	if n.stats != nil {
+		rep.DataPlane = n.stats.Stats()
+	}
+	return rep, nil
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}

@@ -1,0 +1,173 @@
+// Package overlay is the data plane between routers: it carries the
+// containers' Ethernet frames between hosts in UDP datagrams (format in
+// package encap), sealed with per-connection keys when the network has a
+// password, along the mesh's routes (relaying for others when two hosts
+// cannot reach each other), and learns which peer owns which MAC address.
+//
+// It implements mesh.Overlay: for each connection whose TCP handshake
+// completed, it exchanges connection indexes over the TCP connection,
+// heartbeats over UDP both ways, and reports Established once UDP works in
+// both directions, or Failed with the reason. See docs in README.md here.
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/netdev"
+	"github.com/weavelab/weave/router/overlay/encap"
+)
+
+// RouteTable is the mesh's routes as the data plane needs them;
+// *topology.Routes implements it. It must be safe for concurrent use.
+type RouteTable interface {
+	// Unicast returns the next hop towards dst.
+	Unicast(dst identity.PeerName) (next identity.PeerName, ok bool)
+	// Broadcast returns our next hops for a broadcast originated by src.
+	Broadcast(src identity.PeerName) []identity.PeerName
+}
+
+// DefaultPort is the UDP data port (the same number as the TCP control port).
+const DefaultPort = 6783
+
+// DefaultContainerMTU is Weave's container MTU on a 1500-byte underlay; it
+// leaves room for the encapsulation over IPv4 or IPv6.
+const DefaultContainerMTU = 1376
+
+// Config configures an Overlay. Start from DefaultConfig.
+type Config struct {
+	// Peer is our peer name (required).
+	Peer identity.PeerName
+	// BindAddr is the IPv4 address of the UDP socket (default 0.0.0.0).
+	BindAddr netip.Addr
+	// UDPPort is the UDP port; 0 picks a free one (tests).
+	UDPPort int
+	// Device is the frame device (the TAP port on the bridge). It may be
+	// nil for a router without local containers (frames are only relayed).
+	// The overlay closes it in Close (to unblock its reader). Give the TAP
+	// an MTU above the container MTU (e.g. 65535) so that oversized frames
+	// from a container with a raised MTU reach the overlay, which answers
+	// with ICMP or lets the kernel fragment, instead of the bridge dropping
+	// them silently.
+	Device netdev.Device
+	// Routes returns the current routes; called per batch of frames, so it
+	// must be cheap (an atomic load). Required.
+	Routes func() RouteTable
+	// MTU is the container MTU. 0 computes it from UnderlayMTU (capped at
+	// DefaultContainerMTU).
+	MTU int
+	// UnderlayMTU is the MTU of the hosts' network (default 1500).
+	UnderlayMTU int
+	// Logger receives logs with keys peer, addr, conn (default: discard).
+	Logger *slog.Logger
+	// Registerer, when set, gets the overlay's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// HeartbeatInterval is how often each connection sends a UDP heartbeat.
+	HeartbeatInterval time.Duration
+	// FailTimeout is how long without heartbeats from the remote before a
+	// connection fails (also the limit for establishing it).
+	FailTimeout time.Duration
+	// RekeyInterval is how often each direction moves to the next key epoch.
+	RekeyInterval time.Duration
+	// MACExpiry is how long a learnt MAC address stays without traffic.
+	MACExpiry time.Duration
+	// Workers is the number of send workers (flows are hashed onto them);
+	// default GOMAXPROCS, at most 8.
+	Workers int
+	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size requested (default 8 MiB).
+	SocketBuffer int
+	// Ratchet is the key step for rekeying; default handshake's ratchet.
+	Ratchet encap.Ratchet
+}
+
+// DefaultConfig returns the defaults; set Peer, Device and Routes.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr:          netip.IPv4Unspecified(),
+		UDPPort:           DefaultPort,
+		UnderlayMTU:       1500,
+		HeartbeatInterval: 500 * time.Millisecond,
+		FailTimeout:       10 * time.Second,
+		RekeyInterval:     2 * time.Minute,
+		MACExpiry:         5 * time.Minute,
+		SocketBuffer:      8 << 20,
+	}
+}
+
+// Encapsulation overhead on the underlay for one frame in its own datagram.
+const (
+	ipv4Header = 20
+	udpHeader  = 8
+	ethHeader  = 14
+	// Overhead is everything a container frame's IP packet gains on its
+	// way over the underlay: Ethernet header, frame record, datagram
+	// header, AEAD tag, UDP and IPv4 headers.
+	Overhead = ipv4Header + udpHeader + encap.HeaderLen + encap.TagLen + encap.FrameHeaderLen + ethHeader
+)
+
+// ContainerMTUFor returns the largest container MTU whose frames fit one
+// datagram on an underlay with the given MTU.
+func ContainerMTUFor(underlayMTU int) int { return underlayMTU - Overhead }
+
+func (c *Config) fill() error {
+	d := DefaultConfig()
+	if c.Peer == identity.UnknownPeer {
+		return errors.New("overlay config: peer name required")
+	}
+	if c.Routes == nil {
+		return errors.New("overlay config: routes required")
+	}
+	if !c.BindAddr.IsValid() {
+		c.BindAddr = d.BindAddr
+	}
+	if !c.BindAddr.Is4() {
+		return fmt.Errorf("overlay config: bind address %s: only IPv4 is supported", c.BindAddr)
+	}
+	if c.UDPPort < 0 || c.UDPPort > 65535 {
+		return fmt.Errorf("overlay config: udp port %d out of range", c.UDPPort)
+	}
+	if c.UnderlayMTU == 0 {
+		c.UnderlayMTU = d.UnderlayMTU
+	}
+	if c.UnderlayMTU < 576 || c.UnderlayMTU > 65535 {
+		return fmt.Errorf("overlay config: underlay mtu %d out of range 576..65535", c.UnderlayMTU)
+	}
+	if c.MTU == 0 {
+		c.MTU = min(DefaultContainerMTU, ContainerMTUFor(c.UnderlayMTU))
+	}
+	if c.MTU < 68 || c.MTU > encap.MaxFrameLen-ethHeader {
+		return fmt.Errorf("overlay config: mtu %d out of range", c.MTU)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.FailTimeout <= 0 {
+		c.FailTimeout = d.FailTimeout
+	}
+	if c.RekeyInterval <= 0 {
+		c.RekeyInterval = d.RekeyInterval
+	}
+	if c.MACExpiry <= 0 {
+		c.MACExpiry = d.MACExpiry
+	}
+	if c.Workers <= 0 {
+		c.Workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if c.SocketBuffer <= 0 {
+		c.SocketBuffer = d.SocketBuffer
+	}
+	if c.Ratchet == nil {
+		c.Ratchet = defaultRatchet
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/overlay/encap"
+)
+
+const maxConns = 1 << 16
+
+// connTable finds a connection by the receiver index in a datagram header
+// with one atomic load: the low 16 bits pick a slot, the high 16 bits are a
+// generation so that a stale index of a stopped connection matches nothing.
+type connTable struct {
+	slots [maxConns]atomic.Pointer[conn]
+	mu    sync.Mutex
+	live  map[*conn]struct{}
+	next  uint32 // next slot to try
+	gen   uint32
+}
+
+func (t *connTable) get(index uint32) *conn {
+	c := t.slots[index&(maxConns-1)].Load()
+	if c == nil || c.localIndex != index {
+		return nil
+	}
+	return c
+}
+
+func (t *connTable) add(c *conn) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live == nil {
+		t.live = make(map[*conn]struct{})
+	}
+	for range maxConns {
+		slot := t.next & (maxConns - 1)
+		t.next++
+		if slot == 0 || t.slots[slot].Load() != nil {
+			continue
+		}
+		t.gen++
+		c.localIndex = (t.gen&0xffff)<<16 | slot
+		t.slots[slot].Store(c)
+		t.live[c] = struct{}{}
+		return nil
+	}
+	return errors.New("overlay: too many connections")
+}
+
+func (t *connTable) remove(c *conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.slots[c.localIndex&(maxConns-1)].CompareAndSwap(c, nil)
+	delete(t.live, c)
+}
+
+func (t *connTable) all() []*conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := make([]*conn, 0, len(t.live))
+	for c := range t.live {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// conn is the data-plane half of one mesh connection.
+type conn struct {
+	o           *Overlay
+	remote      identity.PeerName
+	connID      uint64
+	localIndex  uint32
+	remoteIndex atomic.Uint32
+	remoteMax   atomic.Uint32 // remote's max datagram, 0 until its hello
+	addr        atomic.Pointer[net.UDPAddr]
+	sealer      *encap.Sealer // nil without keys
+	opener      *encap.Opener
+	plainCtr    atomic.Uint64
+	ctr         *counters
+	sendControl func([]byte) error
+	events      mesh.OverlayEvents
+
+	confirmed atomic.Bool
+	stopped   atomic.Bool
+
+	mu          sync.Mutex // guards the heartbeat state below
+	created     time.Time
+	lastHeard   time.Time
+	gotBeat     bool // a heartbeat from the remote arrived
+	gotAck      bool // the remote acknowledged one of ours
+	established bool
+	failed      error
+}
+
+// AddConnection prepares the UDP side of a connection whose handshake
+// completed: it allocates a receiver index and sends it (with our maximum
+// datagram size) to the remote over p.SendControl. Heartbeats start once the
+// remote's index arrives; p.Events hears Established or Failed.
+func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, error) {
+	if p.Remote.Name == identity.UnknownPeer || p.Remote.Name == o.cfg.Peer {
+		return nil, fmt.Errorf("overlay: add connection: bad remote peer %s", p.Remote.Name)
+	}
+	ip := p.RemoteUDP.Addr().Unmap()
+	if !ip.Is4() || p.RemoteUDP.Port() == 0 {
+		return nil, fmt.Errorf("overlay: add connection to %s: remote UDP address %s: want IPv4 host:port", p.Remote, p.RemoteUDP)
+	}
+	if p.Events == nil || p.SendControl == nil {
+		return nil, errors.New("overlay: add connection: events and send control required")
+	}
+	now := time.Now()
+	c := &conn{
+		o: o, remote: p.Remote.Name, connID: p.ConnID,
+		ctr: o.stats.peer(p.Remote.Name), sendControl: p.SendControl, events: p.Events,
+		created: now, lastHeard: now,
+	}
+	c.addr.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, p.RemoteUDP.Port())))
+	if p.Keys != nil {
+		var err error
+		if c.sealer, err = encap.NewSealer(p.Keys.Send, o.cfg.Ratchet); err != nil {
+			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
+		}
+		if c.opener, err = encap.NewOpener(p.Keys.Recv, o.cfg.Ratchet); err != nil {
+			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
+		}
+	}
+	if err := o.conns.add(c); err != nil {
+		return nil, err
+	}
+	if err := c.sendControl(encodeHello(hello{Index: c.localIndex, MaxDatagram: uint16(o.maxDatagram())})); err != nil {
+		o.conns.remove(c)
+		return nil, fmt.Errorf("overlay: add connection to %s: send hello: %w", p.Remote, err)
+	}
+	o.cfg.Logger.Debug("overlay connection added", "peer", p.Remote.String(), "addr", p.RemoteUDP.String(), "conn", c.localIndex)
+	return c, nil
+}
+
+// maxDatagram is the largest UDP payload that leaves this host unfragmented.
+func (o *Overlay) maxDatagram() int { return o.cfg.UnderlayMTU - ipv4Header - udpHeader }
+
+// datagramLimit is the largest datagram (header + records, without the tag)
+// that the builder may produce for this connection before the kernel would
+// have to fragment it.
+func (c *conn) datagramLimit() int {
+	m := c.o.maxDatagram()
+	if r := int(c.remoteMax.Load()); r != 0 && r < m {
+		m = r
+	}
+	return m - encap.TagLen
+}
+
+// maxFrame is the largest frame that travels unfragmented on this connection.
+func (c *conn) maxFrame() int { return c.datagramLimit() - encap.HeaderLen - encap.FrameHeaderLen }
+
+// Confirm makes the connection the one used to forward to its remote.
+func (c *conn) Confirm() {
+	if c.stopped.Load() || c.confirmed.Swap(true) {
+		return
+	}
+	c.o.setPeerConn(c.remote, c, nil)
+}
+
+// ControlMessage handles a message the remote sent over TCP.
+func (c *conn) ControlMessage(msg []byte) {
+	h, err := decodeControl(msg)
+	if err != nil {
+		c.o.cfg.Logger.Warn("overlay: bad control message", "peer", c.remote.String(), "err", err)
+		return
+	}
+	c.remoteMax.Store(uint32(h.MaxDatagram))
+	c.remoteIndex.Store(h.Index)
+	if c.o.isStarted() {
+		c.sendHeartbeat(encap.TypeHeartbeat, uint64(time.Now().UnixNano()))
+	}
+}
+
+// Stop ends the connection; idempotent.
+func (c *conn) Stop() {
+	if c.stopped.Swap(true) {
+		return
+	}
+	c.o.conns.remove(c)
+	c.o.setPeerConn(c.remote, nil, c)
+}
+
+// usable says whether frames may be sent on c now.
+func (c *conn) usable() bool { return !c.stopped.Load() && c.remoteIndex.Load() != 0 }
+
+func (c *conn) state() (state, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.failed != nil:
+		return "failed", c.failed.Error()
+	case c.established:
+		return "established", ""
+	case c.remoteIndex.Load() == 0:
+		return "connecting", "waiting for the remote's overlay hello over TCP"
+	case !c.gotBeat:
+		return "connecting", "no UDP heartbeat from the remote yet"
+	default:
+		return "connecting", "the remote has not acknowledged our UDP heartbeats yet"
+	}
+}
+
+// sendHeartbeat sends a heartbeat or heartbeat-ack carrying value.
+func (c *conn) sendHeartbeat(t encap.Type, value uint64) {
+	ri := c.remoteIndex.Load()
+	if ri == 0 || c.stopped.Load() {
+		return
+	}
+	var buf [encap.HeaderLen + 8 + encap.TagLen]byte
+	h := encap.Header{Type: t, Receiver: ri, Sender: c.o.cfg.Peer}
+	h.Put(buf[:])
+	putUint64(buf[encap.HeaderLen:], value)
+	d := buf[:encap.HeaderLen+8]
+	if err := c.seal(&d); err != nil {
+		return
+	}
+	if _, err := c.o.udp.WriteToUDP(d, c.addr.Load()); err != nil {
+		c.o.cfg.Logger.Debug("overlay: heartbeat send failed", "peer", c.remote.String(), "err", err)
+	}
+}
+
+// seal seals *d in place (needs TagLen spare capacity) or, without keys,
+// stamps a counter.
+func (c *conn) seal(d *[]byte) error {
+	if c.sealer == nil {
+		encap.SetCounter(*d, 0, c.plainCtr.Add(1))
+		return nil
+	}
+	out, err := c.sealer.Seal(*d)
+	if err != nil {
+		c.o.cfg.Logger.Error("overlay: cannot seal", "peer", c.remote.String(), "err", err)
+		return err
+	}
+	*d = out
+	return nil
+}
+
+func putUint64(b []byte, v uint64) {
+	_ = b[7]
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+}
+
+func getUint64(b []byte) uint64 {
+	_ = b[7]
+	var v uint64
+	for i := range 8 {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
+}
+
+// onHeartbeat handles an authenticated heartbeat or ack from addr.
+func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
+	if len(payload) < 8 {
+		c.o.stats.drop(c.ctr, dropMalformed, 1)
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if c.failed != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.lastHeard = now
+	if t == encap.TypeHeartbeat {
+		c.gotBeat = true
+	} else {
+		c.gotAck = true
+	}
+	becameEstablished := !c.established && c.gotBeat && c.gotAck
+	if becameEstablished {
+		c.established = true
+	}
+	c.mu.Unlock()
+	// The remote may sit behind NAT or have moved: answer where it speaks
+	// from. The datagram authenticated (with keys), so this is the peer.
+	if cur := c.addr.Load(); from.IsValid() && cur.AddrPort() != from {
+		c.addr.Store(net.UDPAddrFromAddrPort(from))
+		c.o.cfg.Logger.Info("overlay: peer's UDP address changed", "peer", c.remote.String(), "addr", from.String())
+	}
+	if t == encap.TypeHeartbeat {
+		c.sendHeartbeat(encap.TypeHeartbeatAck, getUint64(payload))
+	}
+	if becameEstablished {
+		c.o.cfg.Logger.Info("overlay connection established", "peer", c.remote.String(), "addr", c.addr.Load().String(), "conn", c.localIndex)
+		c.events.Established()
+	}
+}
+
+// tick runs the connection's periodic work: rekeying, a heartbeat, and the
+// failure timeout.
+func (c *conn) tick(now time.Time) {
+	if c.stopped.Load() {
+		return
+	}
+	if c.sealer != nil && c.sealer.NeedsRekey(now, c.o.cfg.RekeyInterval) {
+		if err := c.sealer.Rekey(); err != nil {
+			c.o.cfg.Logger.Error("overlay: rekey failed", "peer", c.remote.String(), "err", err)
+		}
+	}
+	c.mu.Lock()
+	if c.failed != nil {
+		c.mu.Unlock()
+		return
+	}
+	var err error
+	timeout := c.o.cfg.FailTimeout
+	addr := c.addr.Load().String()
+	switch {
+	case c.established && now.Sub(c.lastHeard) > timeout:
+		err = fmt.Errorf("no UDP heartbeats from %s for %s: is UDP port %d blocked or the peer gone?", addr, timeout, c.addr.Load().Port)
+	case !c.established && now.Sub(c.created) > timeout:
+		switch {
+		case c.remoteIndex.Load() == 0:
+			err = fmt.Errorf("no overlay hello from the peer over TCP within %s", timeout)
+		case !c.gotBeat:
+			err = fmt.Errorf("no UDP heartbeats from %s within %s: is UDP port %d blocked?", addr, timeout, c.addr.Load().Port)
+		default:
+			err = fmt.Errorf("UDP from %s reaches us but it never acknowledged our heartbeats within %s: is UDP to port %d blocked?", addr, timeout, c.addr.Load().Port)
+		}
+	}
+	c.failed = err
+	c.mu.Unlock()
+	if err != nil {
+		c.o.cfg.Logger.Warn("overlay connection failed", "peer", c.remote.String(), "addr", addr, "conn", c.localIndex, "err", err)
+		c.o.setPeerConn(c.remote, nil, c)
+		c.events.Failed(err)
+		return
+	}
+	c.sendHeartbeat(encap.TypeHeartbeat, uint64(now.UnixNano()))
+}

@@ -1,0 +1,355 @@
+package encap
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+func testRatchet(k [32]byte) [32]byte { return sha256.Sum256(append([]byte("test ratchet"), k[:]...)) }
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range []Header{
+		{Type: TypeFrames, Epoch: 7, Receiver: 0x01020304, Sender: 0x0a0b0c0d0e0f, Counter: 1<<63 + 5},
+		{Type: TypeHeartbeat, Sender: 1},
+		{Type: TypeProbeAck, Epoch: 0xffff, Receiver: 0xffffffff, Sender: 0xffffffffffff, Counter: 0},
+	} {
+		b := make([]byte, HeaderLen)
+		h.Put(b)
+		got, err := ParseHeader(b)
+		if err != nil {
+			t.Fatalf("parse %+v: %v", h, err)
+		}
+		if got != h {
+			t.Errorf("round trip: got %+v want %+v", got, h)
+		}
+	}
+}
+
+func TestParseHeaderErrors(t *testing.T) {
+	good := make([]byte, HeaderLen)
+	(&Header{Type: TypeFrames, Sender: 1}).Put(good)
+	cases := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"short", good[:HeaderLen-1], ErrShort},
+		{"version", append([]byte{2}, good[1:]...), ErrVersion},
+		{"type zero", append([]byte{1, 0}, good[2:]...), ErrType},
+		{"type high", append([]byte{1, 6}, good[2:]...), ErrType},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseHeader(tc.b); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func frame(n int, fill byte) []byte {
+	f := bytes.Repeat([]byte{fill}, n)
+	return f
+}
+
+func TestBuilderAndFrames(t *testing.T) {
+	var b Builder
+	buf := make([]byte, 4096)
+	b.Reset(buf, Header{Receiver: 9, Sender: 3}, 250)
+	f1, f2, f3 := frame(60, 1), frame(100, 2), frame(60, 3)
+	if !b.Add(FrameHeader{Src: 3, Dst: 4, HopLimit: 5}, f1) {
+		t.Fatal("first frame refused")
+	}
+	if !b.Add(FrameHeader{Src: 3, Dst: 0, HopLimit: 5}, f2) {
+		t.Fatal("second frame refused")
+	}
+	// 24 + 76 + 116 = 216; a third record (76) would make 292 > 250
+	if b.Add(FrameHeader{Src: 3, Dst: 4}, f3) {
+		t.Fatal("frame over the limit accepted")
+	}
+	d := b.Bytes()
+	h, err := ParseHeader(d)
+	if err != nil || h.Type != TypeFrames || h.Receiver != 9 || h.Sender != 3 {
+		t.Fatalf("header %+v %v", h, err)
+	}
+	fr := NewFrames(d[HeaderLen:])
+	var got [][]byte
+	var hdrs []FrameHeader
+	for {
+		fh, f, ok := fr.Next()
+		if !ok {
+			break
+		}
+		got = append(got, f)
+		hdrs = append(hdrs, fh)
+	}
+	if fr.Err() != nil {
+		t.Fatal(fr.Err())
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], f1) || !bytes.Equal(got[1], f2) {
+		t.Fatalf("frames: %d", len(got))
+	}
+	if hdrs[0].Dst != 4 || hdrs[1].Dst != 0 || hdrs[0].HopLimit != 5 || hdrs[0].Len != 60 {
+		t.Fatalf("frame headers %+v", hdrs)
+	}
+	// An empty datagram takes a frame over the limit (it travels alone).
+	b.Reset(buf, Header{Sender: 3}, 200)
+	if !b.Add(FrameHeader{Src: 3}, frame(1000, 7)) {
+		t.Fatal("oversized frame refused by an empty datagram")
+	}
+	// ...but never more than the buffer.
+	b.Reset(buf[:100], Header{Sender: 3}, 200)
+	if b.Add(FrameHeader{Src: 3}, frame(1000, 7)) {
+		t.Fatal("frame larger than the buffer accepted")
+	}
+}
+
+func TestFramesMalformed(t *testing.T) {
+	rec := make([]byte, FrameHeaderLen+20)
+	PutFrameHeader(rec, FrameHeader{Src: 1, Len: 20})
+	for _, tc := range []struct {
+		name string
+		p    []byte
+	}{
+		{"trailing", append(append([]byte{}, rec...), 1, 2, 3)},
+		{"truncated", rec[:FrameHeaderLen+10]},
+		{"runt", func() []byte {
+			r := make([]byte, FrameHeaderLen+5)
+			PutFrameHeader(r, FrameHeader{Src: 1, Len: 5})
+			return r
+		}()},
+		{"zero source", func() []byte { r := make([]byte, FrameHeaderLen+20); PutFrameHeader(r, FrameHeader{Len: 20}); return r }()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := NewFrames(tc.p)
+			for {
+				if _, _, ok := fr.Next(); !ok {
+					break
+				}
+			}
+			if !errors.Is(fr.Err(), ErrFrame) {
+				t.Fatalf("err %v", fr.Err())
+			}
+		})
+	}
+}
+
+// pair returns a sealer and the matching opener.
+func pair(t testing.TB) (*Sealer, *Opener) {
+	t.Helper()
+	var k [32]byte
+	copy(k[:], "0123456789abcdef0123456789abcdef")
+	s, err := NewSealer(k, testRatchet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := NewOpener(k, testRatchet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, o
+}
+
+// sealed builds and seals a one-frame datagram.
+func sealed(t testing.TB, s *Sealer, payload byte) []byte {
+	t.Helper()
+	buf := make([]byte, 2048)
+	var b Builder
+	b.Reset(buf[:2048-TagLen], Header{Receiver: 1, Sender: 2}, 1500)
+	b.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, frame(64, payload))
+	d, err := s.Seal(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func open(o *Opener, d []byte) ([]byte, error) {
+	d = append([]byte(nil), d...) // Open works in place
+	h, err := ParseHeader(d)
+	if err != nil {
+		return nil, err
+	}
+	return o.Open(&h, d)
+}
+
+func TestSealOpen(t *testing.T) {
+	s, o := pair(t)
+	d := sealed(t, s, 0xAB)
+	if bytes.Contains(d, frame(16, 0xAB)) {
+		t.Fatal("payload visible in sealed datagram")
+	}
+	p, err := open(o, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := NewFrames(p)
+	_, f, ok := fr.Next()
+	if !ok || !bytes.Equal(f, frame(64, 0xAB)) {
+		t.Fatal("frame not recovered")
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	s, o := pair(t)
+	d := sealed(t, s, 1)
+	flip := func(i int) []byte { c := append([]byte(nil), d...); c[i] ^= 1; return c }
+	for _, tc := range []struct {
+		name string
+		d    []byte
+		want error
+	}{
+		{"payload bit", flip(HeaderLen + 3), ErrAuth},
+		{"tag bit", flip(len(d) - 1), ErrAuth},
+		{"receiver in header", flip(5), ErrAuth},
+		{"sender in header", flip(10), ErrAuth},
+		{"counter in header", flip(23), ErrAuth},
+		{"epoch far ahead", flip(2), ErrEpoch},
+		{"truncated", d[:HeaderLen+TagLen-1], ErrShort},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := open(o, tc.d); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v want %v", err, tc.want)
+			}
+		})
+	}
+	// the genuine one still opens after the forgeries
+	if _, err := open(o, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(o, d); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay: got %v", err)
+	}
+}
+
+func TestOpenReorderAndTooOld(t *testing.T) {
+	s, o := pair(t)
+	var ds [][]byte
+	for i := range WindowSize + 10 {
+		ds = append(ds, sealed(t, s, byte(i)))
+	}
+	// newest first, then older ones within the window, in reverse
+	last := len(ds) - 1
+	if _, err := open(o, ds[last]); err != nil {
+		t.Fatal(err)
+	}
+	for i := last - 1; i > last-WindowSize; i-- {
+		if _, err := open(o, ds[i]); err != nil {
+			t.Fatalf("datagram %d within the window: %v", i, err)
+		}
+	}
+	if _, err := open(o, ds[last-WindowSize]); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("datagram just outside the window: %v", err)
+	}
+	if _, err := open(o, ds[0]); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("oldest: %v", err)
+	}
+	if _, err := open(o, ds[last-5]); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay within window: %v", err)
+	}
+}
+
+func TestEpochs(t *testing.T) {
+	s, o := pair(t)
+	now := time.Unix(1000, 0)
+	o.now = func() time.Time { return now }
+	old := sealed(t, s, 1)
+	oldLate := sealed(t, s, 2)
+	if _, err := open(o, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rekey(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Epoch() != 1 {
+		t.Fatalf("epoch %d", s.Epoch())
+	}
+	e1 := sealed(t, s, 3)
+	if h, _ := ParseHeader(e1); h.Epoch != 1 || h.Counter != 0 {
+		t.Fatalf("after rekey: epoch %d counter %d", h.Epoch, h.Counter)
+	}
+	// a forged datagram claiming the next epoch does not move the opener
+	forged := append([]byte(nil), e1...)
+	forged[HeaderLen] ^= 1
+	if _, err := open(o, forged); !errors.Is(err, ErrAuth) {
+		t.Fatalf("forged next epoch: %v", err)
+	}
+	if o.Epoch() != 0 {
+		t.Fatal("forged datagram advanced the epoch")
+	}
+	if _, err := open(o, e1); err != nil {
+		t.Fatalf("next epoch: %v", err)
+	}
+	if o.Epoch() != 1 {
+		t.Fatalf("opener epoch %d", o.Epoch())
+	}
+	// in-flight datagram of the previous epoch: accepted during the grace
+	if _, err := open(o, oldLate); err != nil {
+		t.Fatalf("previous epoch within grace: %v", err)
+	}
+	if _, err := open(o, old); !errors.Is(err, ErrReplay) {
+		t.Fatalf("previous epoch replay: %v", err)
+	}
+	// two more epochs; the receiver sees epoch 3 first (2 was lost)
+	s.Rekey()
+	e2 := sealed(t, s, 4)
+	s.Rekey()
+	e3 := sealed(t, s, 6)
+	forged3 := append([]byte(nil), e3...)
+	forged3[len(forged3)-1] ^= 1
+	if _, err := open(o, forged3); !errors.Is(err, ErrAuth) || o.Epoch() != 1 {
+		t.Fatalf("forged two-ahead: %v, epoch %d", err, o.Epoch())
+	}
+	if _, err := open(o, e3); err != nil {
+		t.Fatalf("epoch two ahead: %v", err)
+	}
+	if o.Epoch() != 3 {
+		t.Fatalf("opener epoch %d after skipping", o.Epoch())
+	}
+	// epoch 2 is neither current nor previous (1 is): refused
+	if _, err := open(o, e2); !errors.Is(err, ErrEpoch) {
+		t.Fatalf("skipped epoch: %v", err)
+	}
+	// epoch 1 is the previous one; after the grace it is refused
+	e1late := append([]byte(nil), e1...)
+	if _, err := open(o, e1late); !errors.Is(err, ErrReplay) {
+		t.Fatalf("previous epoch replay: %v", err)
+	}
+	now = now.Add(PrevEpochGrace + time.Second)
+	if _, err := open(o, e1late); !errors.Is(err, ErrEpoch) {
+		t.Fatalf("expired previous epoch: %v", err)
+	}
+	// too far ahead
+	for range MaxEpochSkip + 1 {
+		s.Rekey()
+	}
+	if _, err := open(o, sealed(t, s, 7)); !errors.Is(err, ErrEpoch) {
+		t.Fatalf("epoch far ahead: %v", err)
+	}
+}
+
+func TestSealerRekeyTrigger(t *testing.T) {
+	s, _ := pair(t)
+	now := time.Now()
+	if s.NeedsRekey(now, time.Minute) {
+		t.Fatal("fresh sealer wants rekey")
+	}
+	if !s.NeedsRekey(now.Add(2*time.Minute), time.Minute) {
+		t.Fatal("old epoch not due for rekey")
+	}
+}
+
+func TestPeerEncoding(t *testing.T) {
+	b := make([]byte, 6)
+	for _, p := range []identity.PeerName{1, 0xffffffffffff, 0x123456789abc} {
+		putPeer(b, p)
+		if getPeer(b) != p {
+			t.Fatalf("peer %v", p)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package overlay
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// macShards spreads the MAC table over independent locks so that workers
+// on different cores learning different addresses do not contend.
+const macShards = 64
+
+type macEntry struct {
+	owner atomic.Uint64 // identity.PeerName
+	seen  atomic.Int64  // coarse clock (unix nanos) of the last frame
+}
+
+type macShard struct {
+	mu sync.RWMutex
+	m  map[uint64]*macEntry
+}
+
+// macTable maps a MAC address (48 bits in a uint64) to the peer that owns
+// it: our own name for MACs learnt from the device, the frame's source peer
+// for MACs learnt from the overlay. Safe for concurrent use. Lookups and
+// refreshes of known entries take only a shard's read lock and atomics; a new
+// address takes the shard's write lock once.
+type macTable struct {
+	shards [macShards]macShard
+}
+
+func newMACTable() *macTable {
+	t := &macTable{}
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]*macEntry)
+	}
+	return t
+}
+
+func (t *macTable) shard(mac uint64) *macShard {
+	// the low bytes of a MAC vary most; fold them.
+	return &t.shards[(mac^mac>>8^mac>>16)%macShards]
+}
+
+// macKey reads the 6-byte MAC at b.
+func macKey(b []byte) uint64 {
+	_ = b[5]
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
+}
+
+// isGroupMAC says whether the MAC is broadcast or multicast.
+func isGroupMAC(b []byte) bool { return b[0]&1 != 0 }
+
+// lookup returns the owner of mac.
+func (t *macTable) lookup(mac uint64) (identity.PeerName, bool) {
+	s := t.shard(mac)
+	s.mu.RLock()
+	e := s.m[mac]
+	s.mu.RUnlock()
+	if e == nil {
+		return identity.UnknownPeer, false
+	}
+	return identity.PeerName(e.owner.Load()), true
+}
+
+// learn records that mac was seen from owner at now. It returns the previous
+// owner when the address moved to another peer (moved true).
+func (t *macTable) learn(mac uint64, owner identity.PeerName, now int64) (prev identity.PeerName, moved bool) {
+	s := t.shard(mac)
+	s.mu.RLock()
+	e := s.m[mac]
+	s.mu.RUnlock()
+	if e == nil {
+		s.mu.Lock()
+		if e = s.m[mac]; e == nil {
+			e = new(macEntry)
+			e.owner.Store(uint64(owner))
+			e.seen.Store(now)
+			s.m[mac] = e
+			s.mu.Unlock()
+			return identity.UnknownPeer, false
+		}
+		s.mu.Unlock()
+	}
+	// Writes only when something changed, so a busy flow's entry stays in
+	// every core's cache.
+	if e.seen.Load() != now {
+		e.seen.Store(now)
+	}
+	if old := identity.PeerName(e.owner.Load()); old != owner {
+		e.owner.Store(uint64(owner))
+		return old, true
+	}
+	return identity.UnknownPeer, false
+}
+
+// expire drops entries not seen since before; it returns how many.
+func (t *macTable) expire(before int64) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if e.seen.Load() < before {
+				delete(s.m, k)
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// len counts entries (tests, stats).
+func (t *macTable) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}

@@ -1,0 +1,31 @@
+package overlay
+
+import (
+	"context"
+	"time"
+)
+
+// maintain runs the periodic work: the coarse clock for the MAC table,
+// each connection's heartbeat, timeout and rekey, and MAC expiry.
+func (o *Overlay) maintain(ctx context.Context) {
+	t := time.NewTicker(o.cfg.HeartbeatInterval)
+	defer t.Stop()
+	lastExpiry := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			o.clock.Store(now.UnixNano())
+			for _, c := range o.conns.all() {
+				c.tick(now)
+			}
+			if now.Sub(lastExpiry) >= o.cfg.MACExpiry/4 {
+				lastExpiry = now
+				if n := o.macs.expire(now.Add(-o.cfg.MACExpiry).UnixNano()); n > 0 {
+					o.cfg.Logger.Debug("overlay: expired MAC addresses", "count", n)
+				}
+			}
+		}
+	}
+}

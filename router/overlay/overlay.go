@@ -1,0 +1,316 @@
+package overlay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/overlay/encap"
+)
+
+var _ mesh.Overlay = (*Overlay)(nil)
+
+// Overlay is the UDP data plane of one router. Create with New, then Start;
+// AddConnection may be called before or after Start. All methods are safe
+// for concurrent use.
+//
+// Goroutines (all owned, stopped by Close): one device reader, Workers send
+// workers, one UDP receiver, one maintenance loop (heartbeats, timeouts,
+// rekeying, MAC expiry).
+type Overlay struct {
+	cfg Config
+
+	udp *net.UDPConn
+	pc  *ipv4.PacketConn
+	lad netip.AddrPort
+
+	conns connTable
+	macs  *macTable
+	stats *statsTable
+
+	// peers maps a peer to its confirmed connection; replaced whole on
+	// change (copy on write) so the forwarding path reads it with one load.
+	peers   atomic.Pointer[map[identity.PeerName]*conn]
+	peersMu sync.Mutex
+
+	workers []*worker
+	// Packets come in two sizes so that the common frame does not carry
+	// (and the pool does not clear) a 64 KiB buffer.
+	smallPool, bigPool sync.Pool
+	smallCap, frameCap int // capacities of small and big packets
+
+	devMu sync.Mutex // Device.Write is called by one goroutine at a time
+
+	clock atomic.Int64 // coarse unix nanos, updated by the maintenance loop
+
+	mu      sync.Mutex // guards the lifecycle below
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// packet is one frame travelling from the device reader or the UDP receiver
+// to a send worker. Pooled; buf is sized once.
+type packet struct {
+	buf  []byte
+	n    int
+	src  identity.PeerName // origin peer
+	dst  identity.PeerName // destination peer, 0 = broadcast
+	from identity.PeerName // peer we received it from (relay), 0 = our device
+	hop  uint8
+}
+
+// New validates cfg and binds the UDP socket (so a port in use is reported
+// here). It starts no goroutines.
+func New(cfg Config) (*Overlay, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.BindAddr, uint16(cfg.UDPPort))))
+	if err != nil {
+		return nil, fmt.Errorf("overlay: listen udp %s:%d: %w", cfg.BindAddr, cfg.UDPPort, err)
+	}
+	if err := tuneSocket(udp, cfg.SocketBuffer); err != nil {
+		cfg.Logger.Warn("overlay: socket tuning incomplete", "err", err)
+	}
+	o := &Overlay{
+		cfg:   cfg,
+		udp:   udp,
+		pc:    ipv4.NewPacketConn(udp),
+		lad:   udp.LocalAddr().(*net.UDPAddr).AddrPort(),
+		macs:  newMACTable(),
+		stats: newStatsTable(),
+	}
+	empty := map[identity.PeerName]*conn{}
+	o.peers.Store(&empty)
+	devMTU := 0
+	if cfg.Device != nil {
+		devMTU = cfg.Device.MTU()
+	}
+	o.frameCap = min(encap.MaxFrameLen, max(devMTU, cfg.MTU)+ethHeader+4)
+	o.smallCap = min(o.frameCap, cfg.MTU+ethHeader+4)
+	o.smallPool.New = func() any { return &packet{buf: make([]byte, o.smallCap)} }
+	o.bigPool.New = func() any { return &packet{buf: make([]byte, o.frameCap)} }
+	o.clock.Store(time.Now().UnixNano())
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates)); err != nil {
+			udp.Close()
+			return nil, fmt.Errorf("overlay: register metrics: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// LocalAddr is the bound UDP address (useful when UDPPort was 0).
+func (o *Overlay) LocalAddr() netip.AddrPort { return o.lad }
+
+// ContainerMTU is the MTU to give container interfaces (and the bridge).
+func (o *Overlay) ContainerMTU() int { return o.cfg.MTU }
+
+// Start launches the overlay's goroutines; they run until Close (or until
+// ctx is cancelled, after which Close must still be called).
+func (o *Overlay) Start(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errors.New("overlay: start after close")
+	}
+	if o.started {
+		return errors.New("overlay: already started")
+	}
+	o.started = true
+	ctx, o.cancel = context.WithCancel(ctx)
+	o.workers = make([]*worker, o.cfg.Workers)
+	for i := range o.workers {
+		o.workers[i] = newWorker(o)
+	}
+	for _, w := range o.workers {
+		o.goroutine(func() { w.run(ctx) })
+	}
+	o.goroutine(func() { o.receiveLoop(ctx) })
+	if o.cfg.Device != nil {
+		o.goroutine(func() { o.deviceLoop(ctx) })
+	}
+	o.goroutine(func() { o.maintain(ctx) })
+	// Unblock the blocking reads when ctx ends.
+	o.goroutine(func() {
+		<-ctx.Done()
+		o.udp.Close()
+		if o.cfg.Device != nil {
+			o.cfg.Device.Close()
+		}
+	})
+	return nil
+}
+
+func (o *Overlay) goroutine(f func()) {
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		f()
+	}()
+}
+
+// Close stops all goroutines and waits for them, closes the UDP socket and
+// the device, and stops every connection (without Failed events).
+func (o *Overlay) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	cancel := o.cancel
+	o.mu.Unlock()
+	for _, c := range o.conns.all() {
+		c.Stop()
+	}
+	if cancel != nil {
+		cancel()
+	} else {
+		o.udp.Close()
+		if o.cfg.Device != nil {
+			o.cfg.Device.Close()
+		}
+	}
+	o.wg.Wait()
+	return nil
+}
+
+func (o *Overlay) isStarted() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.started && !o.closed
+}
+
+// getPacket returns a packet whose buffer holds at least size bytes
+// (size <= o.frameCap).
+func (o *Overlay) getPacket(size int) *packet {
+	if size <= o.smallCap {
+		return o.smallPool.Get().(*packet)
+	}
+	return o.bigPool.Get().(*packet)
+}
+
+func (o *Overlay) putPacket(p *packet) {
+	p.n, p.from = 0, 0
+	if cap(p.buf) == o.smallCap {
+		o.smallPool.Put(p)
+	} else {
+		o.bigPool.Put(p)
+	}
+}
+
+// peerConn returns the confirmed connection to p, or nil.
+func (o *Overlay) peerConn(p identity.PeerName) *conn {
+	return (*o.peers.Load())[p]
+}
+
+// setPeerConn makes c the connection for its remote (c nil: remove old if
+// it is still the current one).
+func (o *Overlay) setPeerConn(remote identity.PeerName, c, old *conn) {
+	o.peersMu.Lock()
+	defer o.peersMu.Unlock()
+	cur := *o.peers.Load()
+	if c == nil && cur[remote] != old {
+		return
+	}
+	next := make(map[identity.PeerName]*conn, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	if c == nil {
+		delete(next, remote)
+	} else {
+		next[remote] = c
+	}
+	o.peers.Store(&next)
+}
+
+// noRoutes is used while the mesh has no routes yet.
+type noRoutes struct{}
+
+func (noRoutes) Unicast(identity.PeerName) (identity.PeerName, bool) {
+	return identity.UnknownPeer, false
+}
+func (noRoutes) Broadcast(identity.PeerName) []identity.PeerName { return nil }
+
+// routes returns the current route table, never nil.
+func (o *Overlay) routes() RouteTable {
+	if rt := o.cfg.Routes(); rt != nil {
+		return rt
+	}
+	return noRoutes{}
+}
+
+// workerFor picks the worker for a frame's flow, so that the frames of a
+// flow stay in order: the MAC pair, plus for IPv4 TCP/UDP the addresses and
+// ports, so that several connections between two containers spread over
+// the workers.
+func (o *Overlay) workerFor(frame []byte) *worker {
+	h := macKey(frame[0:6])*0x9E3779B97F4A7C15 ^ macKey(frame[6:12])*0xC2B2AE3D27D4EB4F
+	if len(frame) >= ethHeader+20 && frame[12] == 0x08 && frame[13] == 0x00 {
+		ip := frame[ethHeader:]
+		ihl := int(ip[0]&0x0f) * 4
+		h ^= uint64(binary.BigEndian.Uint32(ip[12:16]))*0x165667B19E3779F9 ^ uint64(binary.BigEndian.Uint32(ip[16:20]))*0x27D4EB2F165667C5
+		// ports, unless a fragment (later fragments have none; all fragments
+		// of a packet must hash alike)
+		if (ip[9] == 6 || ip[9] == 17) && ip[6]&0x3f == 0 && ip[7] == 0 && len(ip) >= ihl+4 && ihl >= 20 {
+			h ^= uint64(binary.BigEndian.Uint32(ip[ihl:ihl+4])) * 0x85EBCA77C2B2AE63
+		}
+	}
+	h ^= h >> 29
+	return o.workers[(h*0xBF58476D1CE4E5B9>>32)%uint64(len(o.workers))]
+}
+
+// Stats returns a snapshot of the counters and connection states.
+func (o *Overlay) Stats() Stats {
+	st := Stats{ContainerMTU: o.cfg.MTU, FragNeeded: o.stats.fragNeeded.Load(), Fragmented: o.stats.fragmented.Load()}
+	byPeer := map[identity.PeerName]*PeerStats{}
+	for p, ct := range o.stats.snapshot() {
+		ps := &PeerStats{Peer: p, State: "none", FramesIn: ct.framesIn.Load(), FramesOut: ct.framesOut.Load(),
+			BytesIn: ct.bytesIn.Load(), BytesOut: ct.bytesOut.Load(), Drops: dropMap(ct, nil)}
+		byPeer[p] = ps
+		st.Drops = dropMap(ct, st.Drops)
+	}
+	st.Drops = dropMap(&o.stats.global, st.Drops)
+	for _, c := range o.conns.all() {
+		ps := byPeer[c.remote]
+		if ps == nil {
+			continue
+		}
+		// prefer the confirmed connection when there are several
+		if ps.Addr != "" && o.peerConn(c.remote) != c {
+			continue
+		}
+		ps.State, ps.Reason = c.state()
+		ps.Addr = c.addr.Load().String()
+		ps.Encrypted = c.sealer != nil
+		ps.MaxFrame = c.maxFrame()
+	}
+	for _, ps := range byPeer {
+		st.Peers = append(st.Peers, *ps)
+	}
+	sortPeerStats(st.Peers)
+	return st
+}
+
+func (o *Overlay) connStates() map[string]int {
+	m := map[string]int{}
+	for _, c := range o.conns.all() {
+		s, _ := c.state()
+		m[s]++
+	}
+	return m
+}

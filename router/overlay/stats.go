@@ -1,0 +1,216 @@
+package overlay
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weavelab/weave/mesh/identity"
+)
+
+// dropReason says why a frame or datagram was dropped.
+type dropReason int
+
+const (
+	dropMalformed   dropReason = iota // datagram or frame record does not parse
+	dropUnknownConn                   // receiver index or sender matches no connection
+	dropAuth                          // AEAD open failed (forged or corrupted)
+	dropReplay                        // counter already seen
+	dropTooOld                        // counter behind the replay window
+	dropEpoch                         // unknown or expired key epoch
+	dropNoRoute                       // no route to the destination peer
+	dropNoConn                        // next hop has no usable connection yet
+	dropQueueFull                     // a worker queue was full (relay path)
+	dropOversize                      // frame larger than any buffer
+	dropHopLimit                      // relayed too many times (routes inconsistent)
+	dropLoop                          // a frame of ours came back
+	dropSendError                     // the UDP send failed
+	dropDeviceError                   // writing to the device failed
+	dropRunt                          // frame shorter than an Ethernet header
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	dropMalformed:   "malformed",
+	dropUnknownConn: "unknown_conn",
+	dropAuth:        "auth",
+	dropReplay:      "replay",
+	dropTooOld:      "too_old",
+	dropEpoch:       "epoch",
+	dropNoRoute:     "no_route",
+	dropNoConn:      "no_conn",
+	dropQueueFull:   "queue_full",
+	dropOversize:    "oversize",
+	dropHopLimit:    "hop_limit",
+	dropLoop:        "loop",
+	dropSendError:   "send_error",
+	dropDeviceError: "device_error",
+	dropRunt:        "runt",
+}
+
+func (r dropReason) String() string { return dropNames[r] }
+
+// counters are one peer's monotonic counters. The overlay keeps them for
+// the life of the process (not of one connection) so metrics never go back.
+type counters struct {
+	framesIn, framesOut atomic.Uint64
+	bytesIn, bytesOut   atomic.Uint64
+	drops               [numDropReasons]atomic.Uint64
+}
+
+// PeerStats are the data plane's counters and connection state for one peer.
+type PeerStats struct {
+	Peer      identity.PeerName `json:"peer"`
+	Addr      string            `json:"addr,omitempty"`   // remote UDP address
+	State     string            `json:"state"`            // connecting, established, failed, none
+	Reason    string            `json:"reason,omitempty"` // why not established
+	Encrypted bool              `json:"encrypted"`
+	MaxFrame  int               `json:"max_frame,omitempty"` // largest frame per datagram without fragmentation
+	FramesIn  uint64            `json:"frames_in"`
+	FramesOut uint64            `json:"frames_out"`
+	BytesIn   uint64            `json:"bytes_in"`
+	BytesOut  uint64            `json:"bytes_out"`
+	Drops     map[string]uint64 `json:"drops,omitempty"`
+}
+
+// Stats is a snapshot of the data plane's counters.
+type Stats struct {
+	ContainerMTU int `json:"container_mtu"`
+	// Peers has one entry per peer we ever exchanged frames with or have a
+	// connection to, sorted by peer name.
+	Peers []PeerStats `json:"peers"`
+	// Drops are all drops by reason, including those not attributable to a
+	// peer (e.g. datagrams with an unknown receiver index).
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// FragNeeded counts ICMP "fragmentation needed" messages written back
+	// to the device for oversized frames with DF set; Fragmented counts
+	// oversized frames sent alone in a datagram that the kernel fragments.
+	FragNeeded uint64 `json:"frag_needed"`
+	Fragmented uint64 `json:"fragmented"`
+}
+
+// statsTable holds per-peer counters plus the unattributed ones.
+type statsTable struct {
+	mu         sync.RWMutex
+	peers      map[identity.PeerName]*counters
+	global     counters // drops not attributable to a peer
+	fragNeeded atomic.Uint64
+	fragmented atomic.Uint64
+}
+
+func newStatsTable() *statsTable {
+	return &statsTable{peers: make(map[identity.PeerName]*counters)}
+}
+
+// peer returns the counters for p, creating them once.
+func (s *statsTable) peer(p identity.PeerName) *counters {
+	s.mu.RLock()
+	c := s.peers[p]
+	s.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c = s.peers[p]; c == nil {
+		c = new(counters)
+		s.peers[p] = c
+	}
+	return c
+}
+
+// drop counts a drop against c (nil: unattributed).
+func (s *statsTable) drop(c *counters, r dropReason, n uint64) {
+	if c == nil {
+		c = &s.global
+	}
+	c.drops[r].Add(n)
+}
+
+func dropMap(c *counters, into map[string]uint64) map[string]uint64 {
+	for r := range numDropReasons {
+		if v := c.drops[r].Load(); v != 0 {
+			if into == nil {
+				into = make(map[string]uint64)
+			}
+			into[dropNames[r]] += v
+		}
+	}
+	return into
+}
+
+func (s *statsTable) snapshot() (peers map[identity.PeerName]*counters) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	peers = make(map[identity.PeerName]*counters, len(s.peers))
+	for k, v := range s.peers {
+		peers[k] = v
+	}
+	return peers
+}
+
+func sortPeerStats(ps []PeerStats) {
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Peer < ps[j].Peer })
+}
+
+// collector exports statsTable as Prometheus metrics, read at scrape time
+// so the hot path only touches atomics.
+type collector struct {
+	s                      *statsTable
+	frames, bytes, drops   *prometheus.Desc
+	fragNeeded, fragmented *prometheus.Desc
+	connections            *prometheus.Desc
+	connStates             func() map[string]int
+}
+
+func newCollector(s *statsTable, connStates func() map[string]int) *collector {
+	return &collector{
+		s: s,
+		frames: prometheus.NewDesc("weave_overlay_frames_total",
+			"Frames sent to (out) or received from (in) a peer over the overlay.", []string{"peer", "direction"}, nil),
+		bytes: prometheus.NewDesc("weave_overlay_bytes_total",
+			"Frame bytes sent to (out) or received from (in) a peer over the overlay.", []string{"peer", "direction"}, nil),
+		drops: prometheus.NewDesc("weave_overlay_drops_total",
+			"Frames or datagrams dropped, by peer (empty if unknown) and reason.", []string{"peer", "reason"}, nil),
+		fragNeeded: prometheus.NewDesc("weave_overlay_frag_needed_total",
+			"ICMP fragmentation-needed messages sent back for oversized frames with DF set.", nil, nil),
+		fragmented: prometheus.NewDesc("weave_overlay_fragmented_total",
+			"Oversized frames sent in a datagram that the kernel fragments.", nil, nil),
+		connections: prometheus.NewDesc("weave_overlay_connections",
+			"Overlay connections by state.", []string{"state"}, nil),
+		connStates: connStates,
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.fragNeeded, c.fragmented, c.connections} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	emit := func(peer string, ct *counters) {
+		if peer != "" {
+			ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(ct.framesIn.Load()), peer, "in")
+			ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(ct.framesOut.Load()), peer, "out")
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(ct.bytesIn.Load()), peer, "in")
+			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(ct.bytesOut.Load()), peer, "out")
+		}
+		for r := range numDropReasons {
+			if v := ct.drops[r].Load(); v != 0 {
+				ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(v), peer, dropNames[r])
+			}
+		}
+	}
+	for p, ct := range c.s.snapshot() {
+		emit(p.String(), ct)
+	}
+	emit("", &c.s.global)
+	ch <- prometheus.MustNewConstMetric(c.fragNeeded, prometheus.CounterValue, float64(c.s.fragNeeded.Load()))
+	ch <- prometheus.MustNewConstMetric(c.fragmented, prometheus.CounterValue, float64(c.s.fragmented.Load()))
+	for st, n := range c.connStates() {
+		ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(n), st)
+	}
+}

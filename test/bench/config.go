@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names, in the order they run and print. VXLAN runs first so
+// that the weave rows can be compared with it.
+const (
+	scenarioVXLAN     = "vxlan"
+	scenarioWeave     = "weave"
+	scenarioEncrypted = "weave-encrypted"
+)
+
+// vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
+// underlay without fragmenting: 1500 less its 50 bytes of headers.
+const vxlanMaxMTU = 1450
+
+var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted}
+
+// config is what the flags ask for.
+type config struct {
+	duration  time.Duration // of each iperf3 run
+	pings     int           // echo requests per latency measurement
+	interval  time.Duration // between echo requests
+	scenarios []string      // subset of allScenarios, in their order
+	vxlanMTU  int           // container MTU in the VXLAN scenario
+	jsonOut   string        // file for the JSON report, "" for none
+	weaveBin  string        // prebuilt weave binary, "" to build ./cmd/weave
+	verbose   bool          // log every command
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: go run ./test/bench [flags] (as root)\n\n"+
+			"Measures iperf3 TCP throughput (1 and 4 streams) and ping latency between two\n"+
+			"container namespaces on two host namespaces, for: %s.\n\n", strings.Join(allScenarios, ", "))
+		fs.PrintDefaults()
+	}
+	var cfg config
+	var only string
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each iperf3 run (whole seconds)")
+	fs.IntVar(&cfg.pings, "pings", 200, "echo requests per latency measurement")
+	fs.DurationVar(&cfg.interval, "ping-interval", 10*time.Millisecond, "interval between echo requests")
+	fs.IntVar(&cfg.vxlanMTU, "vxlan-mtu", vxlanMaxMTU, "container MTU in the vxlan scenario (1376 matches weave's default)")
+	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
+	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.StringVar(&cfg.weaveBin, "weave", "", "weave binary to use (default: go build ./cmd/weave into a temporary directory)")
+	fs.BoolVar(&cfg.verbose, "v", false, "log every command run")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	fail := func(format string, a ...any) (config, error) {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		fs.Usage()
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected arguments %q", fs.Args())
+	}
+	if cfg.duration < time.Second {
+		return fail("-duration %v: want at least 1s", cfg.duration)
+	}
+	if cfg.pings < 1 {
+		return fail("-pings %d: want at least 1", cfg.pings)
+	}
+	if cfg.interval < 2*time.Millisecond {
+		return fail("-ping-interval %v: want at least 2ms", cfg.interval)
+	}
+	if cfg.vxlanMTU < 1280 || cfg.vxlanMTU > vxlanMaxMTU {
+		return fail("-vxlan-mtu %d: want 1280 to %d (the 1500 underlay less VXLAN's 50 bytes)", cfg.vxlanMTU, vxlanMaxMTU)
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			return fail("-only: unknown scenario %q (have %s)", s, strings.Join(allScenarios, ", "))
+		}
+		want[s] = true
+	}
+	for _, s := range allScenarios {
+		if want[s] {
+			cfg.scenarios = append(cfg.scenarios, s)
+		}
+	}
+	if len(cfg.scenarios) == 0 {
+		return fail("-only: no scenario given")
+	}
+	return cfg, nil
+}
+
+// needsWeave reports whether any selected scenario runs weave.
+func (c config) needsWeave() bool {
+	return slices.ContainsFunc(c.scenarios, func(s string) bool { return s != scenarioVXLAN })
+}
+
+// checkPrerequisites fails with a message that says how to fix it when
+// not run as root or when a tool is missing.
+func checkPrerequisites(cfg config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("this benchmark builds network namespaces: run it as root (sudo go run ./test/bench, or sudo make bench)")
+	}
+	tools := []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"ss", "iproute2"}, {"iperf3", "iperf3"}, {"ping", "iputils-ping"}}
+	if cfg.needsWeave() && cfg.weaveBin == "" {
+		tools = append(tools, struct{ cmd, pkg string }{"go", "golang (or pass -weave BINARY)"})
+	}
+	var missing, pkgs []string
+	for _, t := range tools {
+		if _, err := exec.LookPath(t.cmd); err != nil {
+			missing = append(missing, t.cmd)
+			if !slices.Contains(pkgs, t.pkg) {
+				pkgs = append(pkgs, t.pkg)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s: install with apt-get install -y %s", strings.Join(missing, ", "), strings.Join(pkgs, " "))
+	}
+	if cfg.weaveBin != "" {
+		if st, err := os.Stat(cfg.weaveBin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("-weave %s: not an executable file", cfg.weaveBin)
+		}
+	}
+	return nil
+}

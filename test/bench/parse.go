@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// pingStats is what one iputils ping run reported.
+type pingStats struct {
+	sent, received int
+	rtts           []time.Duration // one per reply, in arrival order
+}
+
+var (
+	pingSummaryRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
+	pingReplyRE   = regexp.MustCompile(`icmp_seq=\d+ ttl=\d+ time=([0-9.]+) ms`)
+)
+
+// parsePing reads the output of iputils ping without -q: one line per
+// reply, then the summary.
+func parsePing(out string) (pingStats, error) {
+	var p pingStats
+	m := pingSummaryRE.FindStringSubmatch(out)
+	if m == nil {
+		return p, fmt.Errorf("no ping summary in %q", lastLines(out, 3))
+	}
+	p.sent, _ = strconv.Atoi(m[1])
+	p.received, _ = strconv.Atoi(m[2])
+	for _, r := range pingReplyRE.FindAllStringSubmatch(out, -1) {
+		ms, err := strconv.ParseFloat(r[1], 64)
+		if err != nil {
+			return p, fmt.Errorf("ping reply time %q: %w", r[1], err)
+		}
+		p.rtts = append(p.rtts, time.Duration(ms*float64(time.Millisecond)))
+	}
+	return p, nil
+}
+
+// loss is the fraction of echo requests without a reply (1 if none sent).
+func (p pingStats) loss() float64 {
+	if p.sent == 0 {
+		return 1
+	}
+	return float64(p.sent-p.received) / float64(p.sent)
+}
+
+// avg is the mean round-trip time of the replies, 0 with none.
+func (p pingStats) avg() time.Duration {
+	if len(p.rtts) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, r := range p.rtts {
+		sum += r
+	}
+	return sum / time.Duration(len(p.rtts))
+}
+
+// percentile returns the nearest-rank q-th (0 < q <= 1) round-trip time:
+// the smallest time that at least q of the replies did not exceed.
+func (p pingStats) percentile(q float64) time.Duration {
+	if len(p.rtts) == 0 {
+		return 0
+	}
+	s := slices.Clone(p.rtts)
+	slices.Sort(s)
+	rank := int(math.Ceil(q * float64(len(s))))
+	return s[min(max(rank, 1), len(s))-1]
+}
+
+// iperfResult is what one iperf3 client run reported.
+type iperfResult struct {
+	bitsPerSecond float64 // received by the server, all streams
+	retransmits   int     // TCP retransmissions of the sender, all streams
+}
+
+// parseIperf reads `iperf3 -c ... -J` output.
+func parseIperf(out []byte) (iperfResult, error) {
+	var doc struct {
+		Error string `json:"error"`
+		End   struct {
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		s := strings.TrimSpace(string(out))
+		if s == "" {
+			return iperfResult{}, errors.New("iperf3 printed nothing")
+		}
+		return iperfResult{}, fmt.Errorf("iperf3 output: %w: %q", err, lastLines(s, 3))
+	}
+	if doc.Error != "" {
+		return iperfResult{}, fmt.Errorf("iperf3: %s", doc.Error)
+	}
+	if doc.End.SumReceived.BitsPerSecond <= 0 {
+		return iperfResult{}, fmt.Errorf("iperf3: nothing received (%v bytes)", doc.End.SumReceived.Bytes)
+	}
+	return iperfResult{bitsPerSecond: doc.End.SumReceived.BitsPerSecond, retransmits: doc.End.SumSent.Retransmits}, nil
+}
+
+// parseProcStatCPU returns utime+stime (clock ticks) from /proc/PID/stat.
+// The command name in parentheses may hold spaces, so fields are counted
+// from the last ')'.
+func parseProcStatCPU(stat string) (uint64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no ')'")
+	}
+	// After ')': state(3) ppid(4) ... utime(14) stime(15), i.e. the 12th
+	// and 13th fields of the rest.
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat: %d fields after the command", len(f))
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc stat: %w", err)
+	}
+	return utime + stime, nil
+}
+
+// ms converts d to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// lastLines returns the last n lines of s, trimmed.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
+
+// linkNames reads `ip -o link show`: "2: ethwe@if5: <...> mtu ...".
+func linkNames(out string) []string {
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.SplitN(line, ": ", 3)
+		if len(f) < 3 {
+			continue
+		}
+		name, _, _ := strings.Cut(f[1], "@")
+		names = append(names, name)
+	}
+	return names
+}

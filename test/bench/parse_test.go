@@ -1,0 +1,170 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParsePing(t *testing.T) {
+	const out = `PING 10.40.0.2 (10.40.0.2) 56(84) bytes of data.
+64 bytes from 10.40.0.2: icmp_seq=1 ttl=64 time=0.250 ms
+64 bytes from 10.40.0.2: icmp_seq=2 ttl=64 time=0.100 ms
+64 bytes from 10.40.0.2: icmp_seq=4 ttl=64 time=1.50 ms
+
+--- 10.40.0.2 ping statistics ---
+4 packets transmitted, 3 received, 25% packet loss, time 30ms
+rtt min/avg/max/mdev = 0.100/0.616/1.500/0.626 ms
+`
+	p, err := parsePing(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.sent != 4 || p.received != 3 || len(p.rtts) != 3 {
+		t.Fatalf("sent %d received %d rtts %v", p.sent, p.received, p.rtts)
+	}
+	for _, c := range []struct {
+		name string
+		got  time.Duration
+		want time.Duration
+	}{
+		{"avg", p.avg(), 616666 * time.Nanosecond},
+		{"p50", p.percentile(0.5), 250 * time.Microsecond},
+		{"p99", p.percentile(0.99), 1500 * time.Microsecond},
+		{"max", p.percentile(1), 1500 * time.Microsecond},
+		{"min", p.percentile(0.01), 100 * time.Microsecond},
+	} {
+		if d := c.got - c.want; d < -time.Microsecond || d > time.Microsecond {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if got := p.loss(); got != 0.25 {
+		t.Errorf("loss = %v, want 0.25", got)
+	}
+	if _, err := parsePing("ping: connect: Network is unreachable\n"); err == nil {
+		t.Error("parsePing accepted output without a summary")
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	var p pingStats
+	for i := 1; i <= 200; i++ {
+		p.rtts = append(p.rtts, time.Duration(201-i)*time.Millisecond) // 200..1 ms, unsorted
+	}
+	if got := p.percentile(0.99); got != 198*time.Millisecond {
+		t.Errorf("p99 of 1..200 ms = %v, want 198ms", got)
+	}
+	if got := p.percentile(1); got != 200*time.Millisecond {
+		t.Errorf("max = %v, want 200ms", got)
+	}
+	if got := (pingStats{}).percentile(0.99); got != 0 {
+		t.Errorf("p99 of nothing = %v, want 0", got)
+	}
+}
+
+func TestParseIperf(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		out     string
+		bps     float64
+		retr    int
+		wantErr string
+	}{
+		{"ok", `{"start":{},"end":{"sum_sent":{"bytes":100,"retransmits":7},"sum_received":{"bytes":99,"bits_per_second":2.5e9}}}`, 2.5e9, 7, ""},
+		{"error", `{"start":{},"intervals":[],"end":{},"error":"unable to connect to server: Connection refused"}`, 0, 0, "unable to connect"},
+		{"nothing moved", `{"end":{"sum_received":{"bytes":0,"bits_per_second":0}}}`, 0, 0, "nothing received"},
+		{"empty", ``, 0, 0, "printed nothing"},
+		{"garbage", `iperf3: error - the server is busy`, 0, 0, "iperf3 output"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := parseIperf([]byte(c.out))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.bitsPerSecond != c.bps || r.retransmits != c.retr {
+				t.Errorf("got %+v, want %v bit/s %d retransmits", r, c.bps, c.retr)
+			}
+		})
+	}
+}
+
+func TestParseProcStatCPU(t *testing.T) {
+	// The command name may hold spaces and parentheses.
+	stat := "1234 (weave (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 12345 0 0"
+	got, err := parseProcStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 325 {
+		t.Errorf("utime+stime = %d, want 325", got)
+	}
+	if _, err := parseProcStatCPU("1234 (weave) S 1"); err == nil {
+		t.Error("accepted a truncated stat line")
+	}
+}
+
+func TestLinkNames(t *testing.T) {
+	out := "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n" +
+		"7: ethwe@if8: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1376 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether aa:bb:cc:dd:ee:ff brd ff:ff:ff:ff:ff:ff link-netns wb1-h1\n"
+	got := strings.Join(linkNames(out), ",")
+	if got != "lo,ethwe" {
+		t.Errorf("linkNames = %q, want lo,ethwe", got)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	var sb strings.Builder
+	cfg, err := parseFlags([]string{"-only", "weave-encrypted, vxlan", "-duration", "2s"}, &sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.scenarios, ","); got != "vxlan,weave-encrypted" {
+		t.Errorf("scenarios = %q, want them in run order", got)
+	}
+	if !cfg.needsWeave() {
+		t.Error("needsWeave = false with weave-encrypted selected")
+	}
+	for _, bad := range [][]string{{"-only", "wireguard"}, {"-duration", "100ms"}, {"-pings", "0"}, {"extra"}} {
+		if _, err := parseFlags(bad, &sb); err == nil {
+			t.Errorf("parseFlags(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestReportRatios(t *testing.T) {
+	cfg, err := parseFlags(nil, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := newReport(cfg, []result{
+		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12, PingAvgMs: 0.1, PingP99Ms: 0.2},
+		{Scenario: scenarioWeave, Gbps1: 5, Gbps4: 0, PingAvgMs: 0.3, PingP99Ms: 0.8, Error: "4 stream(s): boom"},
+	})
+	if rep.Results[0].VsVXLAN != nil {
+		t.Error("the VXLAN row has ratios to itself")
+	}
+	got := *rep.Results[1].VsVXLAN
+	want := ratios{Gbps1: 0.5, Gbps4: 0, PingAvg: 3, PingP99: 4}
+	const eps = 1e-9
+	if d := got.Gbps1 - want.Gbps1; d > eps || d < -eps || got.Gbps4 != 0 ||
+		got.PingAvg-want.PingAvg > eps || want.PingAvg-got.PingAvg > eps ||
+		got.PingP99-want.PingP99 > eps || want.PingP99-got.PingP99 > eps {
+		t.Errorf("ratios = %+v, want %+v", got, want)
+	}
+	if f := rep.failed(); len(f) != 1 || f[0] != scenarioWeave {
+		t.Errorf("failed = %v, want [weave]", f)
+	}
+	var out strings.Builder
+	rep.print(&out)
+	for _, s := range []string{"0.50x", "3.00x", "FAILED", "weave failed: 4 stream(s): boom", "nproc"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, out.String())
+		}
+	}
+}

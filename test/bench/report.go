@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// result is one scenario's row. Zero figures were not measured.
+type result struct {
+	Scenario     string  `json:"scenario"`
+	MTU          int     `json:"container_mtu,omitempty"`
+	Gbps1        float64 `json:"tcp_1_stream_gbps"`
+	Gbps4        float64 `json:"tcp_4_streams_gbps"`
+	Retransmits1 int     `json:"tcp_1_stream_retransmits"`
+	Retransmits4 int     `json:"tcp_4_streams_retransmits"`
+	PingAvgMs    float64 `json:"ping_avg_ms"`
+	PingP99Ms    float64 `json:"ping_p99_ms"`
+	PingMaxMs    float64 `json:"ping_max_ms"`
+	PingLossPct  float64 `json:"ping_loss_percent"`
+	// RouterCPUPct is the CPU time of both weave routers during the
+	// iperf3 runs, in percent of one core.
+	RouterCPUPct float64 `json:"router_cpu_percent,omitempty"`
+	VsVXLAN      *ratios `json:"vs_vxlan,omitempty"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// ratios compare a row with the VXLAN row: throughput weave/VXLAN (higher
+// is better) and latency weave/VXLAN (lower is better). Zero: not known.
+type ratios struct {
+	Gbps1   float64 `json:"tcp_1_stream"`
+	Gbps4   float64 `json:"tcp_4_streams"`
+	PingAvg float64 `json:"ping_avg"`
+	PingP99 float64 `json:"ping_p99"`
+}
+
+// machine describes where the figures come from.
+type machine struct {
+	CPUs      int    `json:"nproc"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	Iperf3    string `json:"iperf3,omitempty"`
+	// LoadAvg is /proc/loadavg at the end: other work on the machine
+	// makes the figures noisy.
+	LoadAvg string `json:"loadavg,omitempty"`
+}
+
+// report is the whole output.
+type report struct {
+	Time     time.Time `json:"time"`
+	Machine  machine   `json:"machine"`
+	Settings struct {
+		IperfSeconds   int     `json:"iperf_seconds"`
+		Pings          int     `json:"pings"`
+		PingIntervalMs float64 `json:"ping_interval_ms"`
+		UnderlayMTU    int     `json:"underlay_mtu"`
+	} `json:"settings"`
+	Results []result `json:"results"`
+}
+
+func newReport(cfg config, results []result) *report {
+	r := &report{Time: time.Now().UTC(), Machine: describeMachine(), Results: results}
+	r.Settings.IperfSeconds = int(cfg.duration.Round(time.Second).Seconds())
+	r.Settings.Pings = cfg.pings
+	r.Settings.PingIntervalMs = ms(cfg.interval)
+	r.Settings.UnderlayMTU = lanMTU
+	var base *result
+	for i := range results {
+		if results[i].Scenario == scenarioVXLAN {
+			base = &results[i]
+		}
+	}
+	for i := range results {
+		if res := &results[i]; base != nil && res != base {
+			res.VsVXLAN = &ratios{
+				Gbps1:   ratio(res.Gbps1, base.Gbps1),
+				Gbps4:   ratio(res.Gbps4, base.Gbps4),
+				PingAvg: ratio(res.PingAvgMs, base.PingAvgMs),
+				PingP99: ratio(res.PingP99Ms, base.PingP99Ms),
+			}
+		}
+	}
+	return r
+}
+
+func ratio(v, ref float64) float64 {
+	if v == 0 || ref == 0 {
+		return 0
+	}
+	return v / ref
+}
+
+// failed lists the scenarios that did not produce all their figures.
+func (r *report) failed() []string {
+	var names []string
+	for _, res := range r.Results {
+		if res.Error != "" {
+			names = append(names, res.Scenario)
+		}
+	}
+	return names
+}
+
+// print writes the table, the errors of failed rows and the machine line.
+func (r *report) print(w io.Writer) {
+	num := func(v float64, prec int) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.*f", prec, v)
+	}
+	x := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", v)
+	}
+	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d\n\n",
+		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping avg ms\tp99 ms\tmax ms\t"+
+		"1 stream/vxlan\t4 streams/vxlan\tavg/vxlan\tp99/vxlan\trouter CPU\tstatus\t")
+	for _, res := range r.Results {
+		rt := ratios{}
+		if res.VsVXLAN != nil {
+			rt = *res.VsVXLAN
+		}
+		cpu := "-"
+		if res.RouterCPUPct > 0 {
+			cpu = fmt.Sprintf("%.0f%%", res.RouterCPUPct)
+		}
+		status := "ok"
+		if res.Error != "" {
+			status = "FAILED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
+			num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
+			num(res.PingAvgMs, 3), num(res.PingP99Ms, 3), num(res.PingMaxMs, 3),
+			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingAvg), x(rt.PingP99), cpu, status)
+	}
+	tw.Flush()
+	for _, res := range r.Results {
+		if res.Error != "" {
+			fmt.Fprintf(w, "\n%s failed: %s\n", res.Scenario, indent(res.Error))
+		}
+	}
+	m := r.Machine
+	fmt.Fprintf(w, "\nmachine: nproc %d (%s), kernel %s, %s, %s, load average %s\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.Iperf3, m.LoadAvg)
+	fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better); router CPU: both weave routers during iperf3, % of one core")
+}
+
+// writeJSON writes the report to path.
+func (r *report) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
+		m.Iperf3 = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	return m
+}
+
+func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n    ") }

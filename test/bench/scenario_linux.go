@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// runScenarios builds the lab, runs each selected scenario in turn (set
+// up, measure, tear down) and removes the lab. A failing scenario gets its
+// error in its row and the others still run; the error returned is for
+// the lab itself or an interruption.
+func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, error) {
+	undo := newCleanups(log)
+	defer undo.run()
+	l, err := newLab(ctx, log, undo)
+	if err != nil {
+		return nil, fmt.Errorf("building the lab: %w", err)
+	}
+	log.Info("lab ready", "hosts", l.hosts[0].name+" "+l.hosts[1].name, "lan", lanSubnet+".0/24", "mtu", lanMTU)
+
+	weaveBin, binErr := cfg.weaveBin, error(nil)
+	if cfg.needsWeave() && weaveBin == "" {
+		log.Info("building ./cmd/weave")
+		if weaveBin, binErr = buildWeave(ctx, l.tmp); binErr != nil {
+			log.Error("weave scenarios cannot run", "err", binErr)
+		}
+	}
+
+	var results []result
+	for _, name := range cfg.scenarios {
+		if ctx.Err() != nil {
+			return results, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+		}
+		res := result{Scenario: name}
+		log.Info("scenario start", "scenario", name)
+		start := time.Now()
+		err := runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
+		if err != nil {
+			res.Error = err.Error()
+			log.Error("scenario failed", "scenario", name, "err", err)
+		} else {
+			log.Info("scenario done", "scenario", name, "took", time.Since(start).Round(time.Second))
+		}
+		results = append(results, res)
+	}
+	if ctx.Err() != nil {
+		return results, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	}
+	return results, nil
+}
+
+// runScenario sets one scenario up, measures it into res and tears it
+// down, leaving the lab as it found it.
+func runScenario(ctx context.Context, cfg config, l *lab, name, weaveBin string, binErr error, res *result) error {
+	undo := newCleanups(l.log)
+	defer l.scrub()
+	defer undo.run()
+	var ep *endpoints
+	var err error
+	switch name {
+	case scenarioVXLAN:
+		ep, err = setupVXLAN(ctx, l, cfg.vxlanMTU, undo)
+	case scenarioWeave, scenarioEncrypted:
+		if binErr != nil {
+			return binErr
+		}
+		password := ""
+		if name == scenarioEncrypted {
+			password = benchPassword
+		}
+		ep, err = setupWeave(ctx, l, weaveBin, name, password, undo)
+	default:
+		err = fmt.Errorf("unknown scenario %q", name)
+	}
+	if err != nil {
+		return err
+	}
+	res.MTU = ep.mtu
+	err = measureEndpoints(ctx, cfg, l, ep, res)
+	if err != nil && ep.diagnose != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w\n%s", err, ep.diagnose())
+	}
+	return err
+}
+
+// scrub deletes every link a scenario left in the lab's namespaces (all
+// but lo and the LAN port), so that the next scenario starts clean, and
+// logs what it found.
+func (l *lab) scrub() {
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	for _, h := range l.hosts {
+		for _, n := range []netns{h.netns, h.container} {
+			out, err := n.run(ctx, nil, "ip", "-o", "link", "show")
+			if err != nil {
+				l.log.Warn("scrub: listing links failed", "netns", n.name, "err", err)
+				continue
+			}
+			for _, dev := range linkNames(out) {
+				if dev == "lo" || (n == h.netns && dev == lanIf) {
+					continue
+				}
+				l.log.Warn("scenario left a link behind: deleting it", "netns", n.name, "link", dev)
+				if err := n.must(ctx, "ip", "link", "del", dev); err != nil && !errors.Is(err, context.Canceled) {
+					l.log.Debug("scrub: delete failed (maybe gone with its peer)", "netns", n.name, "link", dev, "err", err)
+				}
+			}
+		}
+	}
+}

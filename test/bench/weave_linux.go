@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	weaveSubnet   = "10.40.0"
+	weaveCtrIf    = "ethwe" // the container end weave attach makes
+	benchPassword = "weave-bench-password"
+)
+
+// buildWeave builds ./cmd/weave of the module we run in into dir.
+func buildWeave(ctx context.Context, dir string) (string, error) {
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the weave module: run from the repository or pass -weave")
+	}
+	root := filepath.Dir(mod)
+	bin := filepath.Join(dir, "weave")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/weave")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/weave in %s: %w: %s", root, err, lastLines(string(out), 10))
+	}
+	return bin, nil
+}
+
+// weaveHost is one host's router: the CLI run with the host's own run and
+// state directories (fresh for each scenario).
+type weaveHost struct {
+	*host
+	bin      string
+	runDir   string
+	stateDir string
+	password string
+}
+
+func (w *weaveHost) env() []string {
+	env := []string{"WEAVE_RUN_DIR=" + w.runDir, "WEAVE_STATE_DIR=" + w.stateDir}
+	if w.password != "" {
+		env = append(env, "WEAVE_PASSWORD="+w.password)
+	}
+	return env
+}
+
+// weave runs the CLI in the host's namespace.
+func (w *weaveHost) weave(ctx context.Context, args ...string) (string, error) {
+	out, err := w.run(ctx, w.env(), append([]string{w.bin}, args...)...)
+	if err != nil {
+		return out, fmt.Errorf("%s: weave %s: %w", w.short, args[0], err)
+	}
+	return out, nil
+}
+
+// pid is the router's PID from its pid file, if that process lives in the
+// host's namespace (so it is one we started); 0 otherwise.
+func (w *weaveHost) pid() int {
+	b, err := os.ReadFile(filepath.Join(w.runDir, "weave.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !w.holds(pid) {
+		return 0
+	}
+	return pid
+}
+
+// logTail is the end of the router's log, for error messages.
+func (w *weaveHost) logTail(n int) string {
+	b, err := os.ReadFile(filepath.Join(w.runDir, "weave.log"))
+	if err != nil {
+		return "(no weave.log)"
+	}
+	return lastLines(string(b), n)
+}
+
+// teardown resets the router (stop, then remove bridge, TAP and veths) and
+// kills it by PID if it survived.
+func (w *weaveHost) teardown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pid := w.pid()
+	_, err := w.weave(ctx, "reset")
+	if pid != 0 && w.holds(pid) {
+		w.log.Debug("router survived reset: killing it", "netns", w.name, "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return err
+}
+
+// setupWeave launches a router on each host (host 2 given host 1 as its
+// peer), waits until both see an established connection, and attaches
+// each container. With password, the network is encrypted.
+func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, undo *cleanups) (*endpoints, error) {
+	var hosts [2]*weaveHost
+	for i, h := range l.hosts {
+		w := &weaveHost{host: h, bin: bin, password: password}
+		for _, d := range []*string{&w.runDir, &w.stateDir} {
+			dir, err := os.MkdirTemp(l.tmp, fmt.Sprintf("%s-%s-", scenario, h.short))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", scenario, err)
+			}
+			*d = dir
+		}
+		hosts[i] = w
+	}
+	for i, w := range hosts {
+		args := []string{"launch", "--nickname", w.short}
+		if i == 1 {
+			args = append(args, hosts[0].ip)
+		}
+		undo.push("weave reset on "+w.short, w.teardown)
+		if _, err := w.weave(ctx, args...); err != nil {
+			return nil, fmt.Errorf("%w\nweave.log: %s", err, w.logTail(5))
+		}
+	}
+	start := time.Now()
+	for _, w := range hosts {
+		if err := waitEstablished(ctx, w); err != nil {
+			return nil, err
+		}
+	}
+	l.log.Info("weave connection established", "scenario", scenario, "after", time.Since(start).Round(10*time.Millisecond))
+	ep := &endpoints{dst: weaveSubnet + ".2", diagnose: func() string {
+		var b strings.Builder
+		for _, w := range hosts {
+			fmt.Fprintf(&b, "%s weave.log:\n%s\n", w.short, w.logTail(5))
+		}
+		return strings.TrimSpace(b.String())
+	}}
+	for i, w := range hosts {
+		addr := fmt.Sprintf("%s.%d/24", weaveSubnet, i+1)
+		if _, err := w.weave(ctx, "attach", addr, "netns:"+w.container.name); err != nil {
+			return nil, err
+		}
+		if pid := w.pid(); pid != 0 {
+			ep.routers = append(ep.routers, pid)
+		}
+	}
+	mtu, err := linkMTU(ctx, l.hosts[0].container, weaveCtrIf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", scenario, err)
+	}
+	ep.mtu = mtu
+	return ep, nil
+}
+
+// waitEstablished polls `weave status connections --json` until the host
+// has an established connection.
+func waitEstablished(ctx context.Context, w *weaveHost) error {
+	err := poll(ctx, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
+		out, err := w.weave(ctx, "status", "connections", "--json")
+		if err != nil {
+			return false, err.Error()
+		}
+		var conns []struct {
+			Addr   string `json:"addr"`
+			State  string `json:"state"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal([]byte(out), &conns); err != nil {
+			return false, fmt.Sprintf("weave status connections --json: %v: %q", err, lastLines(out, 3))
+		}
+		var states []string
+		for _, c := range conns {
+			if c.State == "established" {
+				return true, ""
+			}
+			s := c.Addr + " " + c.State
+			if c.Reason != "" {
+				s += " (" + c.Reason + ")"
+			}
+			states = append(states, s)
+		}
+		return false, fmt.Sprintf("no established connection: [%s]", strings.Join(states, "; "))
+	})
+	if err != nil {
+		return fmt.Errorf("%s: waiting for weave connection: %w\nweave.log: %s", w.short, err, w.logTail(5))
+	}
+	return nil
+}
