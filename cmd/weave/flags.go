@@ -34,10 +34,18 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.BoolVar(&c.NoDNS, "no-dns", false, "do not run weaveDNS")
 	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
 	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address")
-	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for the password's key derivation, the same on every peer (default: a fixed one)")
+	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for stretching the password with Argon2id, the same on every peer of the network (or set $WEAVE_NETWORK_SALT); a salt of your own defends against precomputed password tables (default: a fixed salt)")
 	fs.StringVar(&f.pw.File, "password-file", "", "file holding the network password (or set $WEAVE_PASSWORD)")
 	fs.StringVar(&f.pw.Flag, "password", "", "network password (visible to all users in ps: prefer $WEAVE_PASSWORD or --password-file)")
 	fs.SortFlags = false
+}
+
+// fromEnv fills in, after parsing, the settings that the environment
+// gives when their flag is not set.
+func (f *routerFlags) fromEnv(fs *pflag.FlagSet) {
+	if !fs.Changed("network-salt") {
+		f.cfg.NetworkSalt = os.Getenv(daemon.EnvNetworkSalt)
+	}
 }
 
 // password resolves the password after parsing.

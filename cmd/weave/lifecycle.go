@@ -4,12 +4,30 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/router/daemon"
+	"github.com/weavelab/weave/router/overlay/encap"
 )
+
+// routerHelp is the part of launch's and router's help about encryption
+// and the host firewall.
+const routerHelp = "Encryption: give every peer the same password in $WEAVE_PASSWORD or a file (--password-file);\n" +
+	"never only in argv. The password is stretched with Argon2id under a salt: set the same\n" +
+	"--network-salt (or $WEAVE_NETWORK_SALT) on every peer of a network, e.g. a random string, so that\n" +
+	"an attacker cannot reuse tables precomputed for the default salt. Without a password traffic is\n" +
+	"plain and `weave status` says \"Encryption: disabled\".\n\n" +
+	"Host firewall: at start the router inserts accept rules for traffic bridged within the bridge\n" +
+	"`weave` (and forwarded from it, and replies to it) at the top of FORWARD, with iptables and\n" +
+	"ip6tables when installed, else nft; each rule is commented \"weave:weave:...\" and `weave reset`\n" +
+	"removes exactly those. Docker sets FORWARD's policy to DROP, which with br_netfilter would\n" +
+	"otherwise drop frames between containers."
 
 // stopTimeout bounds how long stop and reset wait for the daemon to exit.
 const stopTimeout = 30 * time.Second
@@ -20,7 +38,11 @@ func (a *app) launchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "launch [flags] [PEER...]",
 		Short: "start the router in the background and print its peer name",
+		Long: "Start the router as a background daemon, wait until it answers on its socket, and print its\n" +
+			"peer name. PEER is host[:port] (port 6783 by default); the router keeps connecting to each.\n\n" +
+			routerHelp,
 		RunE: func(cmd *cobra.Command, peers []string) error {
+			f.fromEnv(cmd.Flags())
 			pw, err := f.password(cmd.Flags())
 			if err != nil {
 				return err
@@ -61,7 +83,9 @@ func (a *app) routerCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "router [flags] [PEER...]",
 		Short: "run the router in the foreground (what launch starts; for systemd)",
+		Long:  "Run the router in the foreground, logging to stderr and to $WEAVE_RUN_DIR/weave.log.\n\n" + routerHelp,
 		RunE: func(cmd *cobra.Command, peers []string) error {
+			f.fromEnv(cmd.Flags())
 			var pw []byte
 			var err error
 			if passwordFD > 0 {
@@ -112,7 +136,7 @@ func (a *app) stop(ctx context.Context) error {
 func (a *app) resetCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "reset",
-		Short: "stop the router and remove everything it made: bridge, TAP, veths, state and run files",
+		Short: "stop the router and remove everything it made: bridge, TAP, veths, firewall rules, state and run files",
 		Args:  noArgs("reset"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.stop(cmd.Context()); err != nil && !isNotRunning(err) {
@@ -129,8 +153,11 @@ func (a *app) versionCommand() *cobra.Command {
 		Use:   "version",
 		Short: "print the version of this binary and of the running router",
 		Args:  noArgs("version"),
+		Long: "Print the version of this binary, the Go release and commit it was built from, the\n" +
+			"protocol versions it speaks (routers of one network need a common one), and, when a\n" +
+			"router is running, its version and pid.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(a.stdout, "weave %s\n", version)
+			fmt.Fprint(a.stdout, versionText())
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()
 			if v, err := a.client().Version(ctx); err == nil {
@@ -139,6 +166,32 @@ func (a *app) versionCommand() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// versionText is what `weave version` prints before asking the router.
+func versionText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "weave %s\n", version)
+	commit := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = " (modified)"
+				}
+			}
+		}
+		if rev != "" {
+			commit = ", commit " + rev[:min(12, len(rev))] + modified
+		}
+	}
+	fmt.Fprintf(&b, "built with %s %s/%s%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, commit)
+	fmt.Fprintf(&b, "protocols: handshake %d-%d, datagram %d\n", handshake.MinVersion, handshake.MaxVersion, encap.Version)
+	return b.String()
 }
 
 func (a *app) warn(msgs ...string) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,15 +12,24 @@ import (
 	"github.com/weavelab/weave/mesh/identity"
 )
 
-// ErrUnknownSection is returned (wrapped) by CheckSection.
-var ErrUnknownSection = fmt.Errorf("unknown status section")
+// ErrUnknownSection is returned (wrapped) by CheckSection for a name that
+// is no status section.
+var ErrUnknownSection = errors.New("unknown status section")
+
+// ErrNotAvailable is returned (wrapped) by CheckSection for a section of
+// the CLI contract whose feature this version does not have yet.
+var ErrNotAvailable = errors.New("not available in this version")
 
 // CheckSection validates a `weave status` section name ("" is the summary).
 func CheckSection(s string) error {
 	if s == "" || slices.Contains(Sections, s) {
 		return nil
 	}
-	return fmt.Errorf("%w %q: want one of %s", ErrUnknownSection, s, strings.Join(Sections, ", "))
+	if feature, ok := unavailableSections[s]; ok {
+		return fmt.Errorf("weave status %s: %s is %w", s, feature, ErrNotAvailable)
+	}
+	return fmt.Errorf("%w %q: want one of %s (%s: %s)", ErrUnknownSection, s, strings.Join(Sections, ", "),
+		strings.Join(slices.Sorted(maps.Keys(unavailableSections)), " and "), ErrNotAvailable)
 }
 
 // Section returns the part of st that GET /status/SECTION and
@@ -66,7 +76,12 @@ func FormatStatus(w io.Writer, st Status, section string) error {
 // FormatSummary writes the summary that plain `weave status` prints.
 func FormatSummary(w io.Writer, st Status) error {
 	enc := "disabled"
-	if st.Encryption {
+	switch {
+	case st.Encryption && st.Salt == SaltNetwork:
+		enc = "enabled (password stretched with Argon2id, per-network salt)"
+	case st.Encryption && st.Salt == SaltDefault:
+		enc = "enabled (password stretched with Argon2id, default salt: set --network-salt on every peer)"
+	case st.Encryption:
 		enc = "enabled"
 	}
 	disc := "disabled"

@@ -116,8 +116,17 @@ func TestUnknownSection(t *testing.T) {
 	if b.Len() != 0 {
 		t.Errorf("wrote %q for an unknown section", b.String())
 	}
-	if _, err := Section(Status{}, "dns"); !errors.Is(err, ErrUnknownSection) {
-		t.Errorf("Section(dns) err = %v", err)
+	if want := "(dns and ipam: not available in this version)"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q: want it to list the valid sections and say %q", err, want)
+	}
+	for sec, want := range map[string]string{
+		"dns":  "weave status dns: weaveDNS is not available in this version",
+		"ipam": "weave status ipam: IPAM (automatic address allocation) is not available in this version",
+	} {
+		_, err := Section(Status{}, sec)
+		if !errors.Is(err, ErrNotAvailable) || errors.Is(err, ErrUnknownSection) || err.Error() != want {
+			t.Errorf("Section(%s) err = %v, want %q", sec, err, want)
+		}
 	}
 }
 
@@ -165,6 +174,27 @@ func TestBytesString(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 1536: "1.5KiB", 5 << 20: "5.0MiB", 3 << 30: "3.0GiB"} {
 		if got := bytesString(n); got != want {
 			t.Errorf("bytesString(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestFormatSummaryEncryption(t *testing.T) {
+	for _, tc := range []struct {
+		enc  bool
+		salt string
+		want string
+	}{
+		{true, SaltNetwork, "Encryption: enabled (password stretched with Argon2id, per-network salt)\n"},
+		{true, SaltDefault, "Encryption: enabled (password stretched with Argon2id, default salt: set --network-salt on every peer)\n"},
+		{true, "", "Encryption: enabled\n"},
+		{false, "", "Encryption: disabled\n"},
+	} {
+		var b strings.Builder
+		if err := FormatSummary(&b, Status{Encryption: tc.enc, Salt: tc.salt}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("encryption %v salt %q: summary\n%s\nwant line %q", tc.enc, tc.salt, b.String(), tc.want)
 		}
 	}
 }

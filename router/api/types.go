@@ -47,12 +47,25 @@ const (
 // Status sections that `weave status SECTION` and GET /status/SECTION accept.
 var Sections = []string{"peers", "connections", "targets"}
 
+// unavailableSections are the sections of the CLI contract whose feature
+// comes with a later version, with the feature's name for the error.
+var unavailableSections = map[string]string{
+	"dns":  "weaveDNS",
+	"ipam": "IPAM (automatic address allocation)",
+}
+
 // Connection states as status reports them.
 const (
 	StateConnecting  = "connecting"
 	StateHandshake   = "handshake"
 	StateEstablished = "established"
 	StateFailed      = "failed"
+)
+
+// Values of Status.Salt.
+const (
+	SaltNetwork = "network"
+	SaltDefault = "default"
 )
 
 // Version answers GET /version.
@@ -63,16 +76,19 @@ type Version struct {
 
 // Status answers GET /status: the router's identity and its view of the mesh.
 type Status struct {
-	Version     string        `json:"version"`
-	PID         int           `json:"pid"`
-	Peer        identity.Peer `json:"peer"`
-	Encryption  bool          `json:"encryption"`
-	Discovery   bool          `json:"discovery"`
-	Port        int           `json:"port"`
-	MTU         int           `json:"mtu,omitempty"` // container MTU, 0 if unknown
-	Peers       []Peer        `json:"peers"`
-	Connections []Connection  `json:"connections"`
-	Targets     []Target      `json:"targets"` // given by connect or launch (and kept in the state dir)
+	Version    string        `json:"version"`
+	PID        int           `json:"pid"`
+	Peer       identity.Peer `json:"peer"`
+	Encryption bool          `json:"encryption"`
+	// Salt says which salt stretched the password when Encryption is on:
+	// SaltNetwork (--network-salt) or SaltDefault.
+	Salt        string       `json:"salt,omitempty"`
+	Discovery   bool         `json:"discovery"`
+	Port        int          `json:"port"`
+	MTU         int          `json:"mtu,omitempty"` // container MTU, 0 if unknown
+	Peers       []Peer       `json:"peers"`
+	Connections []Connection `json:"connections"`
+	Targets     []Target     `json:"targets"` // given by connect or launch (and kept in the state dir)
 	// Discovered are addresses learnt by gossip that the router also
 	// connects to (unless discovery is off); not shown by `status targets`.
 	Discovered []Target `json:"discovered,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/daemon/firewall"
 )
 
 // Defaults that DefaultConfig fills in.
@@ -37,7 +38,12 @@ const (
 	EnvRunDir   = "WEAVE_RUN_DIR"
 	EnvStateDir = "WEAVE_STATE_DIR"
 	EnvPassword = "WEAVE_PASSWORD"
+	// EnvNetworkSalt is read when --network-salt is not given.
+	EnvNetworkSalt = "WEAVE_NETWORK_SALT"
 )
+
+// maxNetworkSalt bounds --network-salt.
+const maxNetworkSalt = 1024
 
 // ErrBadConfig is wrapped by errors from Config.Validate about flags.
 var ErrBadConfig = errors.New("invalid configuration")
@@ -82,6 +88,11 @@ type Config struct {
 	RunDir   string
 	StateDir string
 	Bridge   string
+
+	// FirewallRunner runs the host firewall tools (iptables or nft) that
+	// open FORWARD for the bridge's traffic; nil runs the real ones.
+	// Tests pass a fake.
+	FirewallRunner firewall.Runner
 }
 
 // DefaultConfig returns the defaults, with the run and state dirs taken
@@ -165,6 +176,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DNSDomain != "" && !validHostname(strings.TrimSuffix(c.DNSDomain, ".")) {
 		return bad("--dns-domain %q: not a domain name", c.DNSDomain)
+	}
+	if len(c.NetworkSalt) > maxNetworkSalt {
+		return bad("--network-salt: longer than %d bytes", maxNetworkSalt)
 	}
 	if c.RunDir == "" || !filepath.IsAbs(c.RunDir) {
 		return bad("run dir %q: want an absolute path ($%s)", c.RunDir, EnvRunDir)

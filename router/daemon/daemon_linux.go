@@ -10,11 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router"
+	"github.com/weavelab/weave/router/api"
+	"github.com/weavelab/weave/router/daemon/firewall"
 	"github.com/weavelab/weave/router/overlay"
 )
 
@@ -78,8 +81,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	us := identity.Peer{Name: name, NickName: cfg.NickName, UID: uid}
 	var psk *handshake.PSK
-	if cfg.Password != nil {
-		psk = handshake.DeriveKey(cfg.Password, []byte(cfg.NetworkSalt))
+	salt := ""
+	switch {
+	case cfg.Password != nil && cfg.NetworkSalt != "":
+		psk, salt = handshake.DeriveKey(cfg.Password, []byte(cfg.NetworkSalt)), api.SaltNetwork
+	case cfg.Password != nil:
+		psk, salt = handshake.DeriveKey(cfg.Password, nil), api.SaltDefault
+		log.Warn("encryption: the password is stretched with the default salt; a per-network salt (--network-salt or $" +
+			EnvNetworkSalt + ", the same on every peer) defends against precomputed password tables")
+	case cfg.NetworkSalt != "":
+		log.Warn("--network-salt is ignored: no password, so traffic is not encrypted")
 	}
 	mtu := cfg.MTU
 	if mtu == 0 {
@@ -101,6 +112,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Debug("close router", "err", err)
 		}
 	}()
+
+	openFirewall(ctx, cfg, log)
 
 	var m *mesh.Router
 	ocfg := overlay.DefaultConfig()
@@ -146,7 +159,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	n := &node{
 		info: nodeInfo{
 			Version: cfg.Version, PID: os.Getpid(), Port: cfg.Port,
-			Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Config: cfg.reportMap(),
+			Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Config: cfg.reportMap(),
 		},
 		mesh: m, net: rt, stats: ov, state: state, log: log,
 		bridgeMAC: func() string {
@@ -255,15 +268,23 @@ func (c Config) reportMap() map[string]any {
 	}
 }
 
-// Reset removes everything a router made on this host: the containers'
-// interfaces, the TAP and the bridge (via package router), the state dir's
-// contents and the run dir's files. The daemon must not be running.
+// Reset removes everything a router made on this host: its host firewall
+// rules, the containers' interfaces, the TAP and the bridge (via package
+// router), the state dir's contents and the run dir's files. The daemon must not be running.
 func Reset(ctx context.Context, cfg Config) error {
 	paths := RunPaths(cfg.RunDir)
 	if held, pid := LockHolder(paths.PID); held {
 		return &RunningError{PID: pid}
 	}
 	var errs []error
+	if fw, err := hostFirewall(cfg); err == nil {
+		fctx, cancel := context.WithTimeout(ctx, firewallTimeout)
+		err := fw.Remove(fctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("host firewall (%s): %w", fw, err))
+		}
+	}
 	rt, err := router.New(router.Config{Bridge: cfg.Bridge, StateDir: cfg.StateDir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		errs = append(errs, err)
@@ -286,4 +307,36 @@ func Reset(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("reset: %w", err)
 	}
 	return nil
+}
+
+// firewallTimeout bounds the firewall tools' runs (iptables -w waits for
+// the xtables lock without limit).
+const firewallTimeout = 30 * time.Second
+
+// hostFirewall returns the host firewall backend for cfg's bridge.
+func hostFirewall(cfg Config) (firewall.Firewall, error) {
+	r := cfg.FirewallRunner
+	if r == nil {
+		r = firewall.Exec{}
+	}
+	return firewall.New(r, cfg.Bridge)
+}
+
+// openFirewall adds the rules that let the bridge's traffic through the
+// host's FORWARD chain (Docker sets its policy to DROP, and br_netfilter
+// makes bridged frames pass through it). Failing that is a warning, not an
+// error: on a host without a filtering firewall nothing is needed.
+func openFirewall(ctx context.Context, cfg Config, log *slog.Logger) {
+	fw, err := hostFirewall(cfg)
+	if err != nil {
+		log.Warn("host firewall: not opening FORWARD for the bridge; if the FORWARD policy is DROP, containers will not reach each other", "bridge", cfg.Bridge, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, firewallTimeout)
+	defer cancel()
+	if err := fw.Ensure(ctx); err != nil {
+		log.Warn("host firewall: could not add accept rules to FORWARD; if its policy is DROP, containers will not reach each other", "backend", fw.String(), "bridge", cfg.Bridge, "err", err)
+		return
+	}
+	log.Info("host firewall: accept rules for the bridge in FORWARD", "backend", fw.String(), "bridge", cfg.Bridge)
 }

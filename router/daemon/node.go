@@ -69,6 +69,7 @@ type nodeInfo struct {
 	Port       int
 	Discovery  bool
 	Encryption bool
+	Salt       string         // api.SaltNetwork or api.SaltDefault when Encryption
 	Config     map[string]any // the effective configuration, for report
 }
 

@@ -251,9 +251,9 @@ func TestBuildStatus(t *testing.T) {
 		{Peer: p9.Name, State: "established", FramesIn: 4, BytesIn: 400, Drops: map[string]uint64{"replay": 1}},
 		{Peer: p1.Name, State: "connecting", Reason: "no heartbeat from 10.0.0.1:6783 yet"},
 	}}
-	st := buildStatus(nodeInfo{Version: "v1", PID: 77}, ms, ds)
+	st := buildStatus(nodeInfo{Version: "v1", PID: 77, Salt: api.SaltNetwork}, ms, ds)
 
-	if st.Version != "v1" || st.PID != 77 || st.Peer != us || !st.Encryption || !st.Discovery || st.MTU != 1376 {
+	if st.Version != "v1" || st.PID != 77 || st.Peer != us || !st.Encryption || !st.Discovery || st.MTU != 1376 || st.Salt != api.SaltNetwork {
 		t.Errorf("header = %+v", st)
 	}
 	var order []string

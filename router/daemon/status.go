@@ -20,6 +20,7 @@ func buildStatus(info nodeInfo, ms mesh.Status, ds overlay.Stats) api.Status {
 		PID:         info.PID,
 		Peer:        ms.Peer,
 		Encryption:  ms.Encryption,
+		Salt:        info.Salt,
 		Discovery:   ms.Discovery,
 		Port:        ms.Port,
 		MTU:         ds.ContainerMTU,
