@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,14 +28,18 @@ func benchConvergence(b *testing.B, n int) {
 				c.DeadAfter = 60
 				c.GossipInterval = time.Second
 				c.HandshakeTimeout = time.Minute
+				c.UpdateDelay = 200 * time.Millisecond
+				c.SendQueue = 256
 			})
 		}
 		wire0 := s.net.BytesWritten()
 		b.StartTimer()
 		start := time.Now()
+		var wg sync.WaitGroup
 		for _, d := range dials {
-			s.connect(d[0], d[1])
+			wg.Go(func() { s.connect(d[0], d[1]) })
 		}
+		wg.Wait()
 		waitFor(b, 10*time.Minute, "convergence", func() bool { return s.converged(g, n) })
 		elapsed := time.Since(start)
 		b.StopTimer()

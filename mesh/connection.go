@@ -42,6 +42,7 @@ type conn struct {
 	listenPort int
 
 	// Owned by the actor.
+	peer        identity.Peer // copy of res.Remote, once registered or ended
 	state       string
 	reason      string
 	since       time.Time
@@ -80,9 +81,10 @@ func (c *conn) advertisedAddr() string {
 	return netip.AddrPortFrom(c.remoteIP.Unmap(), uint16(c.listenPort)).String()
 }
 
+// status is for the actor (it reads only actor-owned fields).
 func (c *conn) status() ConnectionStatus {
 	return ConnectionStatus{
-		Peer: c.remote(), Addr: c.addr, Outbound: c.outbound,
+		Peer: c.peer, Addr: c.addr, Outbound: c.outbound,
 		State: c.state, Reason: c.reason, Since: c.since,
 	}
 }

@@ -37,11 +37,18 @@ func (r *Router) addPending(from *conn, changed []topology.Peer) {
 // publishPending garbage-collects unreachable peers, refreshes the routes
 // snapshot, gossips the pending delta and runs discovery. Actor only.
 func (r *Router) publishPending() {
-	removed := r.topo.GC()
-	for _, n := range removed {
-		delete(r.pending, n)
+	routes := r.topo.Routes()
+	var removed []identity.PeerName
+	// GC costs a walk of the topology; it can only remove something when
+	// the routes do not reach every peer.
+	if len(routes.Reachable()) < r.topo.Len()-1 {
+		removed = r.topo.GC()
+		for _, n := range removed {
+			delete(r.pending, n)
+		}
+		routes = r.topo.Routes()
 	}
-	r.routes.Store(r.topo.Routes())
+	r.routes.Store(routes)
 	update := make([]topology.Peer, 0, len(r.pending))
 	for _, p := range r.pending {
 		update = append(update, p)

@@ -64,6 +64,7 @@ func (r *Router) register(c *conn) {
 	}
 	remote := c.remote()
 	our := r.cfg.Peer
+	c.peer = remote
 	c.state, c.since = StateHandshake, time.Now()
 	if remote.Name == our.Name {
 		if remote.UID == our.UID {
@@ -152,6 +153,7 @@ func (r *Router) unregister(c *conn) {
 // connEnded runs when a connection's goroutines have finished. Actor only.
 func (r *Router) connEnded(c *conn, cause error) {
 	delete(r.attempts, c)
+	c.peer = c.remote() // the connection's goroutines have finished
 	wasEstablished := c.established
 	r.unregister(c)
 	reason := "closed"

@@ -228,3 +228,35 @@ func TestClosedRouter(t *testing.T) {
 	}
 	_ = identity.UnknownPeer
 }
+
+// TestRealTCP runs two routers over the kernel's TCP on loopback, with
+// ports picked by the kernel.
+func TestRealTCP(t *testing.T) {
+	var rs []*Router
+	for i := 0; i < 2; i++ {
+		cfg := fastConfig(i, nil)
+		cfg.Transport = nil // TCPTransport
+		cfg.ListenHost = "127.0.0.1"
+		cfg.Port = 0
+		r, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		rs = append(rs, r)
+	}
+	if err := rs[1].Connect([]string{rs[0].Addr().String()}, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "connected over TCP", func() bool {
+		return connected(rs[0], name(1)) && connected(rs[1], name(0))
+	})
+	// The acceptor advertises the dialler's listen port, not its ephemeral one.
+	waitFor(t, 10*time.Second, "advertised address", func() bool {
+		p, ok := findPeer(rs[1], name(0))
+		return ok && len(p.Conns) == 1 && p.Conns[0].RemoteAddr == rs[1].Addr().String()
+	})
+}

@@ -115,10 +115,10 @@ func startRandomSim(tb testing.TB, n int, mod func(*Config)) (*sim, graph) {
 func TestSimulationRandom100(t *testing.T) {
 	const n = 100
 	s, g := startRandomSim(t, n, func(c *Config) {
-		c.HeartbeatInterval = 200 * time.Millisecond
-		c.GossipInterval = 200 * time.Millisecond
+		c.HeartbeatInterval = 500 * time.Millisecond
+		c.GossipInterval = 500 * time.Millisecond
 	})
-	waitFor(t, 60*time.Second, "topology convergence", func() bool { return s.converged(g, n) })
+	waitFor(t, 3*time.Minute, "topology convergence", func() bool { return s.converged(g, n) })
 	checkRoutes(t, s, g, n)
 	checkBroadcastTrees(t, s, n)
 }
