@@ -229,6 +229,9 @@ func formatStats(s PeerStats) string {
 		}
 		out += fmt.Sprintf(", dropped %d (%s)", total, strings.Join(parts, ", "))
 	}
+	if s.PMTU > 0 {
+		out += fmt.Sprintf(", pmtu %d", s.PMTU)
+	}
 	return out
 }
 

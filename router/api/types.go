@@ -136,6 +136,7 @@ type PeerStats struct {
 	BytesIn   uint64            `json:"bytes_in"`
 	BytesOut  uint64            `json:"bytes_out"`
 	Drops     map[string]uint64 `json:"drops,omitempty"` // by reason
+	PMTU      int               `json:"pmtu,omitempty"`  // path MTU found by probing, 0 until probed
 }
 
 // Report answers GET /report: everything the daemon knows, as one document.

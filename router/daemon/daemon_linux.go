@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,9 +93,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	case cfg.NetworkSalt != "":
 		log.Warn("--network-salt is ignored: no password, so traffic is not encrypted")
 	}
+	// The containers' MTU follows the underlay (1376 on a 1500 underlay)
+	// unless --mtu sets it.
+	underlay, err := overlay.DetectUnderlayMTU(netip.Addr{})
+	if err != nil {
+		log.Warn("cannot tell the underlay MTU, assuming 1500", "err", err)
+		underlay = 1500
+	}
 	mtu := cfg.MTU
 	if mtu == 0 {
-		mtu = overlay.DefaultContainerMTU
+		mtu = overlay.DefaultMTUFor(underlay)
 	}
 	reg := newRegistry()
 
@@ -127,6 +135,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return noRoutes{}
 	}
 	ocfg.MTU = mtu
+	ocfg.UnderlayMTU = underlay
 	ocfg.Logger = log
 	ocfg.Registerer = reg
 	ov, err := overlay.New(ocfg)

@@ -130,6 +130,7 @@ func latestAttempts(conns []mesh.ConnectionStatus) []mesh.ConnectionStatus {
 func peerStats(ps overlay.PeerStats) api.PeerStats {
 	out := api.PeerStats{
 		FramesIn: ps.FramesIn, FramesOut: ps.FramesOut, BytesIn: ps.BytesIn, BytesOut: ps.BytesOut,
+		PMTU: ps.PMTU,
 	}
 	if len(ps.Drops) > 0 {
 		out.Drops = maps.Clone(ps.Drops)

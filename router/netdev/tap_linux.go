@@ -10,9 +10,9 @@ import (
 )
 
 // TAP is the router's port on the bridge: a TAP device opened through
-// songgao/water, one frame per read or write (batch size 1). A TAP opened
-// with IFF_VNET_HDR for segmentation offload is meant to be another Device
-// implementation beside this one, sharing attachTAP for the link set-up.
+// songgao/water, one frame per read or write (batch size 1). OpenTAP uses
+// it only where the kernel refuses a VNetTAP (segmentation offload), which
+// shares attachTAP for the link set-up.
 type TAP struct {
 	ifce *water.Interface
 	name string
@@ -24,13 +24,24 @@ var _ Device = (*TAP)(nil)
 // OpenTAP opens the TAP device name (creating it, or adopting one with that
 // name that is not in use, e.g. left over by a killed router), makes it
 // non-persistent (it vanishes when closed), sets its MTU, enslaves it to
-// bridge and sets it up.
+// bridge and sets it up. It opens a VNetTAP (segmentation offload, batches
+// of frames per read) where the kernel allows, else a plain TAP.
 func OpenTAP(name, bridge string, mtu int) (Device, error) {
 	if err := checkIfName(name); err != nil {
 		return nil, fmt.Errorf("tap: %w", err)
 	}
 	if link, err := netlink.LinkByName(name); err == nil && link.Type() != "tuntap" {
 		return nil, fmt.Errorf("tap %s: a link of type %s already has that name", name, link.Type())
+	}
+	// Prefer segmentation offload (many frames per read); fall back to a
+	// plain TAP where the kernel refuses it.
+	if vt, err := openVNetTAP(name); err == nil {
+		if err := attachTAP(name, bridge, mtu); err != nil {
+			vt.Close()
+			return nil, err
+		}
+		vt.mtu = mtu
+		return vt, nil
 	}
 	ifce, err := water.New(water.Config{
 		DeviceType:             water.TAP,

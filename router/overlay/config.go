@@ -41,6 +41,18 @@ const DefaultPort = 6783
 // leaves room for the encapsulation over IPv4 or IPv6.
 const DefaultContainerMTU = 1376
 
+// MinPathMTU is the floor of path MTU discovery (IP packet bytes): a path
+// that carries nothing larger is used at this size, fragmenting above it.
+const MinPathMTU = 576
+
+// DefaultMTUFor returns the default container MTU on an underlay with the
+// given MTU: it keeps the same headroom as Weave's 1376 on 1500 (124 bytes:
+// the encapsulation over IPv4 or IPv6), so it follows jumbo or reduced
+// underlays.
+func DefaultMTUFor(underlayMTU int) int {
+	return underlayMTU - (1500 - DefaultContainerMTU)
+}
+
 // Config configures an Overlay. Start from DefaultConfig.
 type Config struct {
 	// Peer is our peer name (required).
@@ -60,11 +72,17 @@ type Config struct {
 	// Routes returns the current routes; called per batch of frames, so it
 	// must be cheap (an atomic load). Required.
 	Routes func() RouteTable
-	// MTU is the container MTU. 0 computes it from UnderlayMTU (capped at
-	// DefaultContainerMTU).
+	// MTU is the container MTU. 0 computes it from UnderlayMTU with
+	// DefaultMTUFor (1376 on a 1500 underlay).
 	MTU int
-	// UnderlayMTU is the MTU of the hosts' network (default 1500).
+	// UnderlayMTU is the MTU of this host's network (default 1500; see
+	// DetectUnderlayMTU). It bounds path MTU discovery and is announced to
+	// peers, which probe no larger.
 	UnderlayMTU int
+	// PMTUInterval is how often each connection searches its path MTU
+	// again (default 10 minutes); it also searches after establishment, when
+	// the remote's address moves, and when a send fails with EMSGSIZE.
+	PMTUInterval time.Duration
 	// Logger receives logs with keys peer, addr, conn (default: discard).
 	Logger *slog.Logger
 	// Registerer, when set, gets the overlay's Prometheus metrics.
@@ -83,6 +101,14 @@ type Config struct {
 	Workers int
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size requested (default 8 MiB).
 	SocketBuffer int
+	// UDPOffload sends runs of datagrams to one peer as one message with
+	// UDP segmentation offload (UDP_SEGMENT), cutting the sender's cost per
+	// datagram several-fold. Off by default: where the kernel passes the
+	// unsegmented message across veths and bridges (as between network
+	// namespaces), a capture there shows one large UDP packet instead of
+	// the datagrams, which packet-level tests of the wire format do not
+	// expect. Receiving coalesced runs (UDP_GRO) is always on.
+	UDPOffload bool
 	// Ratchet is the key step for rekeying; default handshake's ratchet.
 	Ratchet encap.Ratchet
 }
@@ -98,6 +124,7 @@ func DefaultConfig() Config {
 		RekeyInterval:     2 * time.Minute,
 		MACExpiry:         5 * time.Minute,
 		SocketBuffer:      8 << 20,
+		PMTUInterval:      10 * time.Minute,
 	}
 }
 
@@ -136,11 +163,11 @@ func (c *Config) fill() error {
 	if c.UnderlayMTU == 0 {
 		c.UnderlayMTU = d.UnderlayMTU
 	}
-	if c.UnderlayMTU < 576 || c.UnderlayMTU > 65535 {
-		return fmt.Errorf("overlay config: underlay mtu %d out of range 576..65535", c.UnderlayMTU)
+	if c.UnderlayMTU < MinPathMTU || c.UnderlayMTU > 65535 {
+		return fmt.Errorf("overlay config: underlay mtu %d out of range %d..65535", c.UnderlayMTU, MinPathMTU)
 	}
 	if c.MTU == 0 {
-		c.MTU = min(DefaultContainerMTU, ContainerMTUFor(c.UnderlayMTU))
+		c.MTU = DefaultMTUFor(c.UnderlayMTU)
 	}
 	if c.MTU < 68 || c.MTU > encap.MaxFrameLen-ethHeader {
 		return fmt.Errorf("overlay config: mtu %d out of range", c.MTU)
@@ -156,6 +183,9 @@ func (c *Config) fill() error {
 	}
 	if c.RekeyInterval <= 0 {
 		c.RekeyInterval = d.RekeyInterval
+	}
+	if c.PMTUInterval <= 0 {
+		c.PMTUInterval = d.PMTUInterval
 	}
 	if c.MACExpiry <= 0 {
 		c.MACExpiry = d.MACExpiry

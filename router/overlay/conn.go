@@ -92,6 +92,12 @@ type conn struct {
 	confirmed atomic.Bool
 	stopped   atomic.Bool
 
+	pmtu    atomic.Int32 // settled path MTU (IP bytes), 0 until a search settles
+	rtt     atomic.Int64 // last heartbeat round trip, nanoseconds
+	reprobe atomic.Bool  // search the path MTU again at the next tick
+	pmtuMu  sync.Mutex   // guards probe
+	probe   pmtuState
+
 	mu          sync.Mutex // guards the heartbeat state below
 	created     time.Time
 	lastHeard   time.Time
@@ -150,11 +156,7 @@ func (o *Overlay) maxDatagram() int { return o.cfg.UnderlayMTU - ipv4Header - ud
 // that the builder may produce for this connection before the kernel would
 // have to fragment it.
 func (c *conn) datagramLimit() int {
-	m := c.o.maxDatagram()
-	if r := int(c.remoteMax.Load()); r != 0 && r < m {
-		m = r
-	}
-	return m - encap.TagLen
+	return c.pathMTU() - ipv4Header - udpHeader - encap.TagLen
 }
 
 // maxFrame is the largest frame that travels unfragmented on this connection.
@@ -290,9 +292,12 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 	if cur := c.addr.Load(); from.IsValid() && cur.AddrPort() != from {
 		c.addr.Store(net.UDPAddrFromAddrPort(from))
 		c.o.cfg.Logger.Info("overlay: peer's UDP address changed", "peer", c.remote.String(), "addr", from.String())
+		c.requestProbe() // another path
 	}
 	if t == encap.TypeHeartbeat {
 		c.sendHeartbeat(encap.TypeHeartbeatAck, getUint64(payload))
+	} else if rtt := now.UnixNano() - int64(getUint64(payload)); rtt > 0 && rtt < int64(time.Minute) {
+		c.rtt.Store(rtt) // the ack echoes our send time
 	}
 	if becameEstablished {
 		c.o.cfg.Logger.Info("overlay connection established", "peer", c.remote.String(), "addr", c.addr.Load().String(), "conn", c.localIndex)
@@ -341,4 +346,10 @@ func (c *conn) tick(now time.Time) {
 		return
 	}
 	c.sendHeartbeat(encap.TypeHeartbeat, uint64(now.UnixNano()))
+	c.mu.Lock()
+	established := c.established
+	c.mu.Unlock()
+	if established {
+		c.pmtuTick(now)
+	}
 }

@@ -78,9 +78,8 @@ func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []b
 			o.stats.fragNeeded.Add(1)
 			return false
 		}
-		// No DF (or not IPv4): send it alone; the kernel fragments the
-		// datagram on the underlay.
-		o.stats.fragmented.Add(1)
+		// No DF (or not IPv4): the send worker sends it alone (and counts
+		// it); the kernel fragments the datagram on the underlay.
 	}
 	p.src, p.dst, p.from, p.hop = o.cfg.Peer, dst, identity.UnknownPeer, encap.DefaultHopLimit
 	select {

@@ -29,6 +29,12 @@ func FuzzDecodeDatagram(f *testing.F) {
 	hb := make([]byte, encap.HeaderLen+8)
 	(&encap.Header{Type: encap.TypeHeartbeat, Receiver: plain.localIndex, Sender: b.name}).Put(hb)
 	f.Add(hb)
+	for _, t := range []encap.Type{encap.TypeProbe, encap.TypeProbeAck} {
+		pr := make([]byte, encap.HeaderLen+10+64)
+		(&encap.Header{Type: t, Receiver: plain.localIndex, Sender: b.name}).Put(pr)
+		putUint64(pr[encap.HeaderLen:], 1<<8|2)
+		f.Add(pr)
+	}
 	from := b.ov.LocalAddr()
 	local := make([][]byte, 0, 64)
 	f.Fuzz(func(t *testing.T, d []byte) {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
 
 	"github.com/weavelab/weave/mesh"
@@ -101,6 +104,13 @@ type host struct {
 
 func newHost(t testing.TB, i int, mod func(*Config)) *host {
 	t.Helper()
+	return newHostIn(t, i, nil, mod)
+}
+
+// newHostIn is newHost with the overlay's sockets made in the network
+// namespace ns (nil: the test's own).
+func newHostIn(t testing.TB, i int, ns *netns.NsHandle, mod func(*Config)) *host {
+	t.Helper()
 	name := identity.PeerName(0x0a0000000000 + uint64(i))
 	ovEnd, testEnd := netdevtest.NewPair("h6-"+name.String(), 65535, 8)
 	h := &host{
@@ -119,7 +129,7 @@ func newHost(t testing.TB, i int, mod func(*Config)) *host {
 	if mod != nil {
 		mod(&cfg)
 	}
-	ov, err := New(cfg)
+	ov, err := newIn(ns, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +167,35 @@ func newHost(t testing.TB, i int, mod func(*Config)) *host {
 		wg.Wait()
 	})
 	return h
+}
+
+// newIn calls New with the calling thread in namespace ns (nil: as is);
+// sockets stay in the namespace they were made in.
+func newIn(ns *netns.NsHandle, cfg Config) (*Overlay, error) {
+	if ns == nil {
+		return New(cfg)
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	defer orig.Close()
+	if err := netns.Set(*ns); err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	ov, err := New(cfg)
+	if serr := netns.Set(orig); serr != nil {
+		// leave the thread locked: the runtime discards it with the goroutine
+		if ov != nil {
+			ov.Close()
+		}
+		return nil, fmt.Errorf("return to the original namespace: %w", serr)
+	}
+	runtime.UnlockOSThread()
+	return ov, err
 }
 
 func randomKeys(t testing.TB) (ab, ba handshake.DataKeys) {

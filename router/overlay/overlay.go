@@ -30,9 +30,13 @@ var _ mesh.Overlay = (*Overlay)(nil)
 type Overlay struct {
 	cfg Config
 
-	udp *net.UDPConn
-	pc  *ipv4.PacketConn
-	lad netip.AddrPort
+	udp    *net.UDPConn
+	pc     *ipv4.PacketConn
+	lad    netip.AddrPort
+	prober prober        // nil: no path MTU discovery (no CAP_NET_RAW)
+	gso    atomic.Bool   // send workers may use UDP GSO
+	gro    bool          // the socket passes runs of datagrams (UDP GRO)
+	groRun atomic.Uint64 // buffers that held several datagrams (tests)
 
 	conns connTable
 	macs  *macTable
@@ -103,11 +107,17 @@ func New(cfg Config) (*Overlay, error) {
 	o.smallPool.New = func() any { return &packet{buf: make([]byte, o.smallCap)} }
 	o.bigPool.New = func() any { return &packet{buf: make([]byte, o.frameCap)} }
 	o.clock.Store(time.Now().UnixNano())
+	o.gso.Store(cfg.UDPOffload && udpGSOSupported(udp))
+	o.gro = enableUDPGRO(udp)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates)); err != nil {
 			udp.Close()
 			return nil, fmt.Errorf("overlay: register metrics: %w", err)
 		}
+	}
+	if o.prober, err = newProber(cfg.BindAddr); err != nil {
+		o.prober = nil
+		cfg.Logger.Warn("overlay: no path MTU discovery; connections use the underlay MTU and let the kernel fragment", "err", err)
 	}
 	return o, nil
 }
@@ -185,6 +195,9 @@ func (o *Overlay) Close() error {
 		}
 	}
 	o.wg.Wait()
+	if o.prober != nil {
+		o.prober.Close()
+	}
 	return nil
 }
 
@@ -298,6 +311,8 @@ func (o *Overlay) Stats() Stats {
 		ps.Addr = c.addr.Load().String()
 		ps.Encrypted = c.sealer != nil
 		ps.MaxFrame = c.maxFrame()
+		ps.PMTU = c.pathMTU()
+		ps.PMTUProbed = c.pmtuProbed()
 	}
 	for _, ps := range byPeer {
 		st.Peers = append(st.Peers, *ps)

@@ -23,6 +23,9 @@ func (o *Overlay) receiveLoop(ctx context.Context) {
 	msgs := make([]ipv4.Message, recvBatch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, dgramBufSize)}
+		if o.gro {
+			msgs[i].OOB = make([]byte, groOOBLen)
+		}
 	}
 	local := make([][]byte, 0, 4*recvBatch)
 	for {
@@ -45,7 +48,19 @@ func (o *Overlay) receiveLoop(ctx context.Context) {
 			if ua, ok := msgs[i].Addr.(*net.UDPAddr); ok {
 				from = ua.AddrPort()
 			}
-			local = o.handleDatagram(msgs[i].Buffers[0][:msgs[i].N], from, now, local)
+			d := msgs[i].Buffers[0][:msgs[i].N]
+			// With UDP GRO one buffer may hold several datagrams of seg
+			// bytes each (the last may be shorter).
+			seg := len(d)
+			if o.gro && msgs[i].NN > 0 {
+				if s := groSize(msgs[i].OOB[:msgs[i].NN]); s > 0 && s < len(d) {
+					seg = s
+					o.groRun.Add(1)
+				}
+			}
+			for off := 0; off < len(d); off += seg {
+				local = o.handleDatagram(d[off:min(off+seg, len(d))], from, now, local)
+			}
 		}
 		o.writeDevice(local)
 		clear(local)
@@ -78,9 +93,15 @@ func (o *Overlay) handleDatagram(d []byte, from netip.AddrPort, now int64, local
 	case encap.TypeHeartbeat, encap.TypeHeartbeatAck:
 		c.onHeartbeat(h.Type, payload, from)
 		return local
+	case encap.TypeProbe:
+		c.onProbe(payload, len(d)+ipv4Header+udpHeader)
+		return local
+	case encap.TypeProbeAck:
+		c.onProbeAck(payload)
+		return local
 	case encap.TypeFrames:
 	default:
-		return local // probes: not sent by this version
+		return local
 	}
 	fr := encap.NewFrames(payload)
 	for {

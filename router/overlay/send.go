@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"syscall"
 
 	"golang.org/x/net/ipv4"
 
@@ -35,9 +36,16 @@ type worker struct {
 	free []int    // indexes of free buffers
 	open []pending
 	msgs []ipv4.Message
-	held []int // buffer index of each msg
-	iov  [][1][]byte
-	done []*packet
+	held []int      // buffer indexes of the datagrams in msgs
+	dest []*conn    // connection of each msg
+	iov  [][][]byte // Buffers of each msg: one datagram, or several with UDP GSO
+	oob  [][]byte   // control message of each msg (UDP_SEGMENT)
+	// per msg with UDP GSO: datagram size, total bytes, whether a shorter
+	// datagram already ended it
+	segSize, segBytes []int
+	segEnded          []bool
+	done              []*packet
+	icmp              []byte // scratch for ICMP "fragmentation needed"
 }
 
 func newWorker(o *Overlay) *worker {
@@ -47,11 +55,22 @@ func newWorker(o *Overlay) *worker {
 		bufs: make([][]byte, workerBuffers),
 		msgs: make([]ipv4.Message, 0, sendBatch),
 		held: make([]int, 0, sendBatch),
-		iov:  make([][1][]byte, sendBatch),
+		dest: make([]*conn, 0, sendBatch),
+		iov:  make([][][]byte, sendBatch),
+		oob:  make([][]byte, sendBatch),
+
+		segSize:  make([]int, sendBatch),
+		segBytes: make([]int, sendBatch),
+		segEnded: make([]bool, sendBatch),
+		icmp:     make([]byte, icmpReplyMax),
 	}
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, dgramBufSize)
 		w.free = append(w.free, i)
+	}
+	for i := range w.iov {
+		w.iov[i] = make([][]byte, 0, maxGSOSegments)
+		w.oob[i] = make([]byte, udpSegmentOOBLen)
 	}
 	return w
 }
@@ -117,6 +136,9 @@ func (w *worker) sendTo(next identity.PeerName, p *packet) {
 		return
 	}
 	frame := p.buf[:p.n]
+	if p.n > c.maxFrame() && !w.tooBig(c, p) {
+		return
+	}
 	fh := encap.FrameHeader{Src: p.src, Dst: p.dst, HopLimit: p.hop}
 	i := w.pendingFor(c)
 	if i < 0 {
@@ -136,6 +158,24 @@ func (w *worker) sendTo(next identity.PeerName, p *packet) {
 	}
 	c.ctr.framesOut.Add(1)
 	c.ctr.bytesOut.Add(uint64(p.n))
+}
+
+// tooBig handles a frame larger than c's path carries in one datagram. A
+// unicast IPv4 frame with DF from our own device gets an ICMP
+// "fragmentation needed" with the connection's frame MTU, written back to
+// the device, and is not sent (tooBig returns false). Any other frame is
+// sent alone in a datagram that the kernel (or a router on the path)
+// fragments; tooBig counts it and returns true.
+func (w *worker) tooBig(c *conn, p *packet) bool {
+	if p.from == identity.UnknownPeer && p.dst != identity.UnknownPeer {
+		if m := fragNeeded(w.icmp, p.buf[:p.n], c.frameMTU()); m > 0 {
+			w.o.writeDevice([][]byte{w.icmp[:m]})
+			w.o.stats.fragNeeded.Add(1)
+			return false
+		}
+	}
+	w.o.stats.fragmented.Add(1)
+	return true
 }
 
 // pendingFor returns the index in w.open of the datagram being built for
@@ -185,13 +225,41 @@ func (w *worker) finish(i int) {
 		w.free = append(w.free, bi)
 		return
 	}
+	if k := len(w.msgs) - 1; k >= 0 && w.o.gso.Load() && w.dest[k] == c && w.gsoFits(k, c, len(d)) {
+		// one more datagram of the same message (UDP GSO)
+		w.held = append(w.held, bi)
+		w.iov[k] = append(w.iov[k], d)
+		w.msgs[k].Buffers = w.iov[k]
+		w.segBytes[k] += len(d)
+		w.segEnded[k] = len(d) < w.segSize[k]
+		if len(w.iov[k]) == 2 {
+			w.msgs[k].OOB = putUDPSegment(w.oob[k], w.segSize[k])
+		}
+		return
+	}
 	if len(w.msgs) == sendBatch {
 		w.flush()
 	}
-	k := len(w.msgs)
-	w.iov[k][0] = d
-	w.msgs = append(w.msgs, ipv4.Message{Buffers: w.iov[k][:], Addr: c.addr.Load()})
 	w.held = append(w.held, bi)
+	k := len(w.msgs)
+	w.iov[k] = append(w.iov[k][:0], d)
+	w.msgs = append(w.msgs, ipv4.Message{Buffers: w.iov[k], Addr: c.addr.Load()})
+	w.dest = append(w.dest, c)
+	w.segSize[k], w.segBytes[k], w.segEnded[k] = len(d), len(d), false
+}
+
+// UDP GSO limits: the kernel takes at most 64 segments per message, and
+// the message must fit one (64 KiB) UDP datagram.
+const (
+	maxGSOSegments = 64
+	maxGSOBytes    = 65000
+)
+
+// gsoFits says whether a datagram of n bytes for c may join message k.
+func (w *worker) gsoFits(k int, c *conn, n int) bool {
+	return !w.segEnded[k] && n <= w.segSize[k] && len(w.iov[k]) < maxGSOSegments &&
+		w.segBytes[k]+n <= maxGSOBytes &&
+		w.segSize[k] <= c.pathMTU()-ipv4Header-udpHeader // the kernel does not fragment GSO segments
 }
 
 func (w *worker) finishAll() {
@@ -204,20 +272,50 @@ func (w *worker) finishAll() {
 func (w *worker) flush() {
 	for sent := 0; sent < len(w.msgs); {
 		n, err := w.o.pc.WriteBatch(w.msgs[sent:], 0)
+		if err != nil && len(w.msgs[sent].Buffers) > 1 && !errors.Is(err, net.ErrClosed) {
+			w.sendSegments(sent, err)
+			n, err = 1, nil
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				w.o.cfg.Logger.Debug("overlay: udp send failed", "addr", w.msgs[sent].Addr.String(), "err", err)
 			}
 			// skip the datagram that failed (e.g. unreachable) and go on
-			w.o.stats.drop(nil, dropSendError, 1)
+			w.o.stats.drop(w.dest[sent].ctr, dropSendError, 1)
+			if errors.Is(err, syscall.EMSGSIZE) {
+				w.dest[sent].requestProbe() // the path narrowed under us
+			}
 			n = 1
 		}
 		sent += n
 	}
 	for i := range w.msgs {
 		w.msgs[i] = ipv4.Message{}
+		clear(w.iov[i])
+		w.iov[i] = w.iov[i][:0]
 	}
 	w.msgs = w.msgs[:0]
 	w.free = append(w.free, w.held...)
 	w.held = w.held[:0]
+	clear(w.dest)
+	w.dest = w.dest[:0]
+}
+
+// sendSegments sends the datagrams of GSO message k one by one after the
+// kernel refused the message (err); a refusal that is not about the path
+// (no checksum offload on the route, EIO; EINVAL) turns GSO off.
+func (w *worker) sendSegments(k int, err error) {
+	if !errors.Is(err, syscall.EMSGSIZE) && w.o.gso.CompareAndSwap(true, false) {
+		w.o.cfg.Logger.Info("overlay: UDP segmentation offload refused; sending datagrams one by one", "err", err)
+	}
+	c := w.dest[k]
+	addr := w.msgs[k].Addr.(*net.UDPAddr)
+	for _, d := range w.msgs[k].Buffers {
+		if _, err := w.o.udp.WriteToUDP(d, addr); err != nil {
+			w.o.stats.drop(c.ctr, dropSendError, 1)
+			if errors.Is(err, syscall.EMSGSIZE) {
+				c.requestProbe()
+			}
+		}
+	}
 }

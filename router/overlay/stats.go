@@ -68,11 +68,16 @@ type PeerStats struct {
 	Reason    string            `json:"reason,omitempty"` // why not established
 	Encrypted bool              `json:"encrypted"`
 	MaxFrame  int               `json:"max_frame,omitempty"` // largest frame per datagram without fragmentation
-	FramesIn  uint64            `json:"frames_in"`
-	FramesOut uint64            `json:"frames_out"`
-	BytesIn   uint64            `json:"bytes_in"`
-	BytesOut  uint64            `json:"bytes_out"`
-	Drops     map[string]uint64 `json:"drops,omitempty"`
+	// PMTU is the connection's path MTU in IP bytes: the largest packet
+	// that reached the remote in path MTU discovery, or the announced
+	// maximum (the smaller underlay MTU) while PMTUProbed is false.
+	PMTU       int               `json:"pmtu,omitempty"`
+	PMTUProbed bool              `json:"pmtu_probed,omitempty"`
+	FramesIn   uint64            `json:"frames_in"`
+	FramesOut  uint64            `json:"frames_out"`
+	BytesIn    uint64            `json:"bytes_in"`
+	BytesOut   uint64            `json:"bytes_out"`
+	Drops      map[string]uint64 `json:"drops,omitempty"`
 }
 
 // Stats is a snapshot of the data plane's counters.

@@ -9,7 +9,7 @@
 //	offset size field
 //	0      1    version (1)
 //	1      1    type: 1 frames, 2 heartbeat, 3 heartbeat-ack,
-//	            4 PMTU probe, 5 probe-ack (reserved; not sent by this version)
+//	            4 PMTU probe, 5 probe-ack
 //	2      2    key epoch (advanced with the handshake ratchet; 0 without keys)
 //	4      4    receiver connection index (chosen by the receiver, sent over TCP)
 //	8      6    sender peer name
@@ -33,7 +33,9 @@
 //	15     1    reserved, zero
 //
 // Heartbeat and heartbeat-ack payloads carry an 8-byte value that the ack
-// echoes. A receiver ignores probe types it does not implement.
+// echoes. A probe carries an 8-byte id and padding up to the size probed
+// (sent with DF set); its probe-ack carries the id and the received IP
+// packet size (2 bytes). A receiver ignores types it does not implement.
 package encap
 
 import (

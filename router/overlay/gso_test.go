@@ -1,0 +1,56 @@
+package overlay
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestBurstInOrder sends bursts of MTU-sized frames of one flow, plain and
+// sealed, with and without UDP segmentation offload: every frame arrives,
+// in order, and offload stays on where the kernel has it.
+func TestBurstInOrder(t *testing.T) {
+	for i, tc := range []struct {
+		encrypt, gso bool
+	}{{false, true}, {true, true}, {true, false}} {
+		t.Run(fmt.Sprintf("encrypt=%v,gso=%v", tc.encrypt, tc.gso), func(t *testing.T) {
+			mod := func(c *Config) { c.UDPOffload = tc.gso }
+			a, b := newHost(t, 50+2*i, mod), newHost(t, 51+2*i, mod)
+			a.routes.unicast[b.name] = b.name
+			b.routes.unicast[a.name] = a.name
+			a.routes.broadcast[a.name] = []P{b.name}
+			b.routes.broadcast[b.name] = []P{a.name}
+			connect(t, a, b, tc.encrypt)
+			waitEstablished(t, a, b)
+			gso := a.ov.gso.Load()
+			if gso != tc.gso {
+				t.Fatalf("UDP GSO %v, want %v (as root on Linux >= 4.18)", gso, tc.gso)
+			}
+			if !a.ov.gro || !b.ov.gro {
+				t.Fatal("UDP GRO not enabled on the receive socket")
+			}
+			mA, mB := mac(50+2*i, 1), mac(51+2*i, 1)
+			b.inject(t, ethFrame(broadcastMAC, mB, 0, 60)) // a learns mB
+			a.expect(t, 0)
+			const burst = 500
+			frames := make([][]byte, burst)
+			for k := range frames {
+				frames[k] = ethFrame(mB, mA, uint32(k+1), DefaultContainerMTU+ethHeader)
+			}
+			if _, err := a.dev.Write(frames, 0); err != nil {
+				t.Fatal(err)
+			}
+			for k := range burst {
+				b.expect(t, uint32(k+1))
+			}
+			if tc.gso && b.ov.groRun.Load() == 0 {
+				t.Fatal("no run of datagrams was sent with GSO and received with GRO")
+			}
+			if a.ov.gso.Load() != gso {
+				t.Fatal("UDP GSO was turned off: the kernel refused a message")
+			}
+			if d := a.ov.Stats().Drops; len(d) != 0 {
+				t.Fatalf("drops %v", d)
+			}
+		})
+	}
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package overlay
+
+import "net"
+
+const udpSegmentOOBLen = 0
+
+func udpGSOSupported(*net.UDPConn) bool { return false }
+
+func putUDPSegment(b []byte, _ int) []byte { return b }
+
+const groOOBLen = 0
+
+func enableUDPGRO(*net.UDPConn) bool { return false }
+
+func groSize([]byte) int { return 0 }
