@@ -192,11 +192,11 @@ func TestRouterArgs(t *testing.T) {
 	}
 	fs := launch.Flags()
 	if err := fs.Parse([]string{"--nickname", "n1", "--password", "secret", "--password-file", "/f",
-		"--no-discovery", "--port", "7000", "--launch-timeout", "5s"}); err != nil {
+		"--no-discovery", "--no-udp-offload", "--port", "7000", "--launch-timeout", "5s"}); err != nil {
 		t.Fatal(err)
 	}
 	got := routerArgs(fs, []string{"10.0.0.1:6783"})
-	want := []string{"router", "--nickname=n1", "--no-discovery=true", "--port=7000", "--", "10.0.0.1:6783"}
+	want := []string{"router", "--nickname=n1", "--no-discovery=true", "--no-udp-offload=true", "--port=7000", "--", "10.0.0.1:6783"}
 	if !slices.Equal(got, want) {
 		t.Errorf("router args %q, want %q", got, want)
 	}

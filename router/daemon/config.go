@@ -64,6 +64,9 @@ type Config struct {
 	// NoDiscovery stops the router from connecting to peers it learns of
 	// by gossip.
 	NoDiscovery bool
+	// NoUDPOffload turns off UDP send segmentation offload (UDP_SEGMENT)
+	// in the data plane, for NICs or drivers that mishandle it.
+	NoUDPOffload bool
 	// MTU of the containers' interfaces; 0 picks the default that fits the
 	// underlay with the encapsulation overhead.
 	MTU         int

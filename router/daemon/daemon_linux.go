@@ -136,6 +136,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	ocfg.MTU = mtu
 	ocfg.UnderlayMTU = underlay
+	ocfg.UDPOffload = !cfg.NoUDPOffload
 	ocfg.Logger = log
 	ocfg.Registerer = reg
 	ov, err := overlay.New(ocfg)
@@ -269,7 +270,7 @@ func (noRoutes) Broadcast(identity.PeerName) []identity.PeerName     { return ni
 func (c Config) reportMap() map[string]any {
 	return map[string]any{
 		"name": c.Name, "nickname": c.NickName, "port": c.Port, "no_discovery": c.NoDiscovery,
-		"mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
+		"no_udp_offload": c.NoUDPOffload, "mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
 		"ipalloc_range": c.IPAllocRange, "ipalloc_default_subnet": c.IPAllocDefaultSubnet,
 		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress,
 		"password": c.Password != nil, "network_salt": c.NetworkSalt != "", "peers": c.Peers,

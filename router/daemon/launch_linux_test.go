@@ -203,3 +203,14 @@ func TestLaunchTimeout(t *testing.T) {
 		t.Fatalf("err = %v; want a timeout with the log's last lines", err)
 	}
 }
+
+// TestReportMapUDPOffload: report's config shows --no-udp-offload.
+func TestReportMapUDPOffload(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		c := DefaultConfig()
+		c.NoUDPOffload = off
+		if got, ok := c.reportMap()["no_udp_offload"]; !ok || got != off {
+			t.Errorf("report config no_udp_offload = %v (present %v), want %v", got, ok, off)
+		}
+	}
+}

@@ -103,11 +103,15 @@ type Config struct {
 	SocketBuffer int
 	// UDPOffload sends runs of datagrams to one peer as one message with
 	// UDP segmentation offload (UDP_SEGMENT), cutting the sender's cost per
-	// datagram several-fold. Off by default: where the kernel passes the
-	// unsegmented message across veths and bridges (as between network
-	// namespaces), a capture there shows one large UDP packet instead of
-	// the datagrams, which packet-level tests of the wire format do not
-	// expect. Receiving coalesced runs (UDP_GRO) is always on.
+	// datagram several-fold; on in DefaultConfig. Where the kernel lacks
+	// UDP_SEGMENT the overlay sends datagrams one by one; when it refuses
+	// a segmented message (EIO, EINVAL, ENOPROTOOPT, EOPNOTSUPP: e.g. a NIC
+	// or route without checksum offload) the overlay logs once, resends
+	// that message's datagrams one by one and stays without offload. Note
+	// that between network namespaces the kernel passes the unsegmented
+	// message across veths and bridges, so a capture there shows one large
+	// UDP packet holding several datagrams. Receiving coalesced runs
+	// (UDP_GRO) is always on.
 	UDPOffload bool
 	// Ratchet is the key step for rekeying; default handshake's ratchet.
 	Ratchet encap.Ratchet
@@ -125,6 +129,7 @@ func DefaultConfig() Config {
 		MACExpiry:         5 * time.Minute,
 		SocketBuffer:      8 << 20,
 		PMTUInterval:      10 * time.Minute,
+		UDPOffload:        true,
 	}
 }
 

@@ -7,14 +7,17 @@ import (
 
 // TestBurstInOrder sends bursts of MTU-sized frames of one flow, plain and
 // sealed, with and without UDP segmentation offload: every frame arrives,
-// in order, and offload stays on where the kernel has it.
+// in order, and offload stays on where the kernel has it. With refuse, the
+// kernel refuses the segmented messages (EINVAL): offload turns off and the
+// refused datagrams are resent one by one, none lost.
 func TestBurstInOrder(t *testing.T) {
 	for i, tc := range []struct {
-		encrypt, gso bool
-	}{{false, true}, {true, true}, {true, false}} {
-		t.Run(fmt.Sprintf("encrypt=%v,gso=%v", tc.encrypt, tc.gso), func(t *testing.T) {
+		encrypt, gso, refuse bool
+	}{{false, true, false}, {true, true, false}, {true, false, false}, {true, true, true}} {
+		t.Run(fmt.Sprintf("encrypt=%v,gso=%v,refuse=%v", tc.encrypt, tc.gso, tc.refuse), func(t *testing.T) {
 			mod := func(c *Config) { c.UDPOffload = tc.gso }
 			a, b := newHost(t, 50+2*i, mod), newHost(t, 51+2*i, mod)
+			a.ov.testRefuseGSO.Store(tc.refuse)
 			a.routes.unicast[b.name] = b.name
 			b.routes.unicast[a.name] = a.name
 			a.routes.broadcast[a.name] = []P{b.name}
@@ -42,10 +45,14 @@ func TestBurstInOrder(t *testing.T) {
 			for k := range burst {
 				b.expect(t, uint32(k+1))
 			}
-			if tc.gso && b.ov.groRun.Load() == 0 {
+			if tc.refuse {
+				if a.ov.gso.Load() {
+					t.Fatal("UDP GSO still on after the kernel refused a segmented message")
+				}
+			} else if tc.gso && b.ov.groRun.Load() == 0 {
 				t.Fatal("no run of datagrams was sent with GSO and received with GRO")
 			}
-			if a.ov.gso.Load() != gso {
+			if !tc.refuse && a.ov.gso.Load() != gso {
 				t.Fatal("UDP GSO was turned off: the kernel refused a message")
 			}
 			if d := a.ov.Stats().Drops; len(d) != 0 {

@@ -37,6 +37,9 @@ type Overlay struct {
 	gso    atomic.Bool   // send workers may use UDP GSO
 	gro    bool          // the socket passes runs of datagrams (UDP GRO)
 	groRun atomic.Uint64 // buffers that held several datagrams (tests)
+	// testRefuseGSO makes GSO messages invalid so the kernel refuses them
+	// (tests of the fallback).
+	testRefuseGSO atomic.Bool
 
 	conns connTable
 	macs  *macTable
@@ -108,6 +111,9 @@ func New(cfg Config) (*Overlay, error) {
 	o.bigPool.New = func() any { return &packet{buf: make([]byte, o.frameCap)} }
 	o.clock.Store(time.Now().UnixNano())
 	o.gso.Store(cfg.UDPOffload && udpGSOSupported(udp))
+	if cfg.UDPOffload && !o.gso.Load() {
+		cfg.Logger.Info("overlay: no UDP segmentation offload (UDP_SEGMENT) on this kernel; sending datagrams one by one")
+	}
 	o.gro = enableUDPGRO(udp)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates)); err != nil {

@@ -233,7 +233,11 @@ func (w *worker) finish(i int) {
 		w.segBytes[k] += len(d)
 		w.segEnded[k] = len(d) < w.segSize[k]
 		if len(w.iov[k]) == 2 {
-			w.msgs[k].OOB = putUDPSegment(w.oob[k], w.segSize[k])
+			size := w.segSize[k]
+			if w.o.testRefuseGSO.Load() {
+				size = 1 // the kernel refuses this (EINVAL): tests the fallback
+			}
+			w.msgs[k].OOB = putUDPSegment(w.oob[k], size)
 		}
 		return
 	}
@@ -302,11 +306,13 @@ func (w *worker) flush() {
 }
 
 // sendSegments sends the datagrams of GSO message k one by one after the
-// kernel refused the message (err); a refusal that is not about the path
-// (no checksum offload on the route, EIO; EINVAL) turns GSO off.
+// kernel refused the message (err), so no datagram is lost to the refusal.
+// A refusal of segmentation itself (see gsoRefused) turns GSO off for good,
+// logged once; others (EMSGSIZE: the path narrowed; unreachable) leave it on.
 func (w *worker) sendSegments(k int, err error) {
-	if !errors.Is(err, syscall.EMSGSIZE) && w.o.gso.CompareAndSwap(true, false) {
-		w.o.cfg.Logger.Info("overlay: UDP segmentation offload refused; sending datagrams one by one", "err", err)
+	if gsoRefused(err) && w.o.gso.CompareAndSwap(true, false) {
+		w.o.cfg.Logger.Warn("overlay: kernel refused UDP segmentation offload; sending datagrams one by one from now on",
+			"addr", w.msgs[k].Addr.String(), "err", err)
 	}
 	c := w.dest[k]
 	addr := w.msgs[k].Addr.(*net.UDPAddr)

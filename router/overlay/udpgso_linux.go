@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"unsafe"
 
@@ -30,6 +31,20 @@ func udpGSOSupported(c *net.UDPConn) bool {
 		ok = err == nil
 	})
 	return ok
+}
+
+// gsoRefused says whether a send error of a segmented message is the
+// kernel refusing segmentation itself (no checksum offload on the route:
+// EIO; a size it rejects or a device that cannot: EINVAL; an old kernel
+// not knowing the control message: ENOPROTOOPT, EOPNOTSUPP), rather than
+// about the destination or the path.
+func gsoRefused(err error) bool {
+	for _, e := range []error{unix.EIO, unix.EINVAL, unix.ENOPROTOOPT, unix.EOPNOTSUPP} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // putUDPSegment writes into b (udpSegmentOOBLen bytes) a control message

@@ -8,6 +8,8 @@ const udpSegmentOOBLen = 0
 
 func udpGSOSupported(*net.UDPConn) bool { return false }
 
+func gsoRefused(error) bool { return true }
+
 func putUDPSegment(b []byte, _ int) []byte { return b }
 
 const groOOBLen = 0
