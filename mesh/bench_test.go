@@ -16,7 +16,7 @@ func BenchmarkConvergence1000(b *testing.B) { benchConvergence(b, 1000) }
 // complete topology, and the gossip bytes that cost per peer. The routes
 // are then checked against shortest paths.
 func benchConvergence(b *testing.B, n int) {
-	var convMS, topoBytes, wireBytes, msgs float64
+	var convMS, topoBytes, sumBytes, wireBytes, msgs, dropped float64
 	for it := 0; it < b.N; it++ {
 		b.StopTimer()
 		s := newSim(b)
@@ -49,6 +49,8 @@ func benchConvergence(b *testing.B, n int) {
 			st := r.Stats()
 			topoBytes += float64(st.TopologyBytesSent)
 			msgs += float64(st.MessagesSent)
+			sumBytes += float64(r.stats.sumBytes.Load())
+			dropped += float64(st.Dropped)
 		}
 		checkRoutes(b, s, g, n)
 		for _, r := range s.routers {
@@ -59,6 +61,8 @@ func benchConvergence(b *testing.B, n int) {
 	runs := float64(b.N)
 	b.ReportMetric(convMS/runs, "ms/converge")
 	b.ReportMetric(topoBytes/runs/float64(n), "topoB/peer")
+	b.ReportMetric(sumBytes/runs/float64(n), "summaryB/peer")
 	b.ReportMetric(wireBytes/runs/float64(n), "wireB/peer")
 	b.ReportMetric(msgs/runs/float64(n), "msgs/peer")
+	b.ReportMetric(dropped/runs, "dropped")
 }

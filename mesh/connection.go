@@ -49,6 +49,10 @@ type conn struct {
 	registered  bool
 	established bool
 	overlay     OverlayConn
+	// known holds the newest stamp of each topology entry the remote is
+	// known to hold: sent by us, received from it, or in its last summary.
+	// Gossip skips entries the remote already has.
+	known topology.Summary
 }
 
 func (r *Router) newConn(outbound bool, addr, target string) *conn {

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"slices"
+	"time"
 
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
@@ -17,6 +18,10 @@ import (
 // its summary (name, version, UID per peer) and each side sends the other
 // only the entries it lacks. A new connection starts with a summary
 // exchange, so a joining peer learns the whole topology once per link.
+
+// busyAntiEntropy: while we keep publishing, a topology anti-entropy round
+// runs every this many gossip intervals instead of every one.
+const busyAntiEntropy = 5
 
 // addPending queues changed entries for the next flush. from is the
 // connection they came from (nil for our own changes). Actor only.
@@ -37,18 +42,18 @@ func (r *Router) addPending(from *conn, changed []topology.Peer) {
 // publishPending garbage-collects unreachable peers, refreshes the routes
 // snapshot, gossips the pending delta and runs discovery. Actor only.
 func (r *Router) publishPending() {
-	routes := r.topo.Routes()
 	var removed []identity.PeerName
-	// GC costs a walk of the topology; it can only remove something when
-	// the routes do not reach every peer.
-	if len(routes.Reachable()) < r.topo.Len()-1 {
+	// GC costs a walk of the topology. It can only remove something when
+	// a connection was dropped or a peer added since the last one. Added
+	// peers are checked at once too: a neighbour's anti-entropy may hand
+	// back an entry we just dropped as unreachable, and it must not linger.
+	if r.topo.LostConns() || r.topo.NeedsGC() {
 		removed = r.topo.GC()
 		for _, n := range removed {
 			delete(r.pending, n)
 		}
-		routes = r.topo.Routes()
 	}
-	r.routes.Store(routes)
+	r.storeRoutes()
 	update := make([]topology.Peer, 0, len(r.pending))
 	for _, p := range r.pending {
 		update = append(update, p)
@@ -72,9 +77,65 @@ func (r *Router) publishPending() {
 		}
 		return 0
 	})
-	msg := envelope(tagUpdate, topology.EncodeUpdate(update))
+	// Encode once; a neighbour known to hold some of the entries (it sent
+	// them, we sent them, or its last summary had them) gets only the rest.
+	var shared []byte
 	for _, c := range r.gossipTargets(topology.FanOut(r.topo.Len()), exclude) {
-		c.enqueue(msg)
+		send := c.lacking(update)
+		var err error
+		switch {
+		case len(send) == 0:
+			continue
+		case len(send) == len(update):
+			if shared == nil {
+				shared = envelope(tagUpdate, topology.EncodeUpdate(update))
+			}
+			err = c.enqueue(shared)
+		default:
+			err = c.enqueue(envelope(tagUpdate, topology.EncodeUpdate(send)))
+		}
+		if err == nil { // a dropped update is left to anti-entropy
+			c.learnt(send)
+		}
+	}
+	r.lastPublish = time.Now()
+}
+
+// lacking returns the entries of update that c is not known to hold (a
+// fresh slice unless it is all of them). Actor only.
+func (c *conn) lacking(update []topology.Peer) []topology.Peer {
+	var out []topology.Peer
+	for i := range update {
+		p := &update[i]
+		if k, ok := c.known[p.Name]; ok && !topology.StampOf(p).Beats(k) {
+			if out == nil {
+				out = append(make([]topology.Peer, 0, len(update)), update[:i]...)
+			}
+			continue
+		}
+		if out != nil {
+			out = append(out, *p)
+		}
+	}
+	if out == nil {
+		return update
+	}
+	return out
+}
+
+// learnt records that c holds peers (or newer). Actor only.
+func (c *conn) learnt(peers []topology.Peer) {
+	if c.known == nil {
+		c.known = make(topology.Summary)
+	}
+	for i := range peers {
+		c.learntStamp(peers[i].Name, topology.StampOf(&peers[i]))
+	}
+}
+
+func (c *conn) learntStamp(n identity.PeerName, st topology.Stamp) {
+	if k, ok := c.known[n]; !ok || st.Beats(k) {
+		c.known[n] = st
 	}
 }
 
@@ -101,6 +162,7 @@ func (r *Router) onUpdate(from *conn, peers []topology.Peer) {
 		r.log.Warn("bad topology update", "remote", from.remote().String(), "err", err)
 		return
 	}
+	from.learnt(peers)
 	r.addPending(from, changed)
 }
 
@@ -117,8 +179,16 @@ func (r *Router) onSummary(from *conn, s topology.Summary) {
 	if !from.registered {
 		return
 	}
+	if from.known == nil {
+		from.known = make(topology.Summary, len(s))
+	}
+	for n, st := range s {
+		from.learntStamp(n, st)
+	}
 	if newer := r.topo.NewerThan(s); len(newer) > 0 {
-		from.enqueue(envelope(tagUpdate, topology.EncodeUpdate(newer)))
+		if from.enqueue(envelope(tagUpdate, topology.EncodeUpdate(newer))) == nil {
+			from.learnt(newer)
+		}
 	}
 	if r.topo.Wants(s) {
 		r.sendSummary(from)
@@ -130,13 +200,20 @@ func (r *Router) sendSummary(c *conn) {
 }
 
 // antiEntropy runs every GossipInterval: the topology digest and each
-// gossip channel's state go to one random neighbour. Actor only.
+// gossip channel's state go to one random neighbour. While updates are
+// flowing (we published within the last interval) digests differ anyway
+// and a summary round would mostly repeat what the updates carry, so the
+// topology round then runs only every busyAntiEntropy intervals. Actor only.
 func (r *Router) antiEntropy() {
 	cs := r.gossipTargets(1, nil)
 	if len(cs) == 0 {
 		return
 	}
-	cs[0].enqueue(encodeDigest(r.topo.Digest()))
+	r.aeSkipped++
+	if time.Since(r.lastPublish) >= r.cfg.GossipInterval || r.aeSkipped >= busyAntiEntropy {
+		r.aeSkipped = 0
+		cs[0].enqueue(encodeDigest(r.topo.Digest()))
+	}
 	if cs = r.gossipTargets(1, nil); len(cs) > 0 {
 		r.channels.sendAllState(cs[0])
 	}

@@ -59,29 +59,31 @@ type Router struct {
 	asyncClosed bool
 
 	// Read by any goroutine.
-	routes   atomic.Pointer[topology.Routes]
+	routes   atomic.Pointer[func() *topology.Routes]     // lazy, see publishPending
 	neigh    atomic.Pointer[map[identity.PeerName]*conn] // registered conns
 	channels channelRegistry
 	stats    counters
 
 	// Owned by the actor goroutine.
-	port       int
-	topo       *topology.Topology
-	conns      map[identity.PeerName]*conn // registered, one per peer
-	attempts   map[*conn]struct{}          // every live conn, registered or not
-	failed     []ConnectionStatus          // recent failures, oldest first
-	targets    map[string]*target
-	forgotten  map[string]struct{}
-	pending    map[identity.PeerName]topology.Peer // changed entries to gossip
-	pendingSrc *conn                               // sole source of pending, nil if several or us
-	pendMixed  bool
-	ourDirty   bool // our connection list changed
-	makerDirty bool // targets need a look
-	neighDirty bool // r.neigh needs a new snapshot
-	makerTimer *time.Timer
-	pubTimer   *time.Timer // armed while changes wait for UpdateDelay
-	pubArmed   bool
-	rng        *rand.Rand
+	port        int
+	topo        *topology.Topology
+	conns       map[identity.PeerName]*conn // registered, one per peer
+	attempts    map[*conn]struct{}          // every live conn, registered or not
+	failed      []ConnectionStatus          // recent failures, oldest first
+	targets     map[string]*target
+	forgotten   map[string]struct{}
+	pending     map[identity.PeerName]topology.Peer // changed entries to gossip
+	pendingSrc  *conn                               // sole source of pending, nil if several or us
+	pendMixed   bool
+	ourDirty    bool // our connection list changed
+	makerDirty  bool // targets need a look
+	neighDirty  bool // r.neigh needs a new snapshot
+	makerTimer  *time.Timer
+	pubTimer    *time.Timer // armed while changes wait for UpdateDelay
+	pubArmed    bool
+	lastPublish time.Time // last topology update we gossiped
+	aeSkipped   int       // anti-entropy rounds since the last topology one
+	rng         *rand.Rand
 }
 
 // New validates cfg and returns a router that is not yet running.
@@ -110,7 +112,7 @@ func New(cfg Config) (*Router, error) {
 		PSK:     cfg.PSK,
 		Timeout: cfg.HandshakeTimeout,
 	}
-	r.routes.Store(r.topo.Routes())
+	r.storeRoutes()
 	r.neigh.Store(&map[identity.PeerName]*conn{})
 	r.channels.m = make(map[string]*GossipChannel)
 	return r, nil
@@ -177,9 +179,17 @@ func (r *Router) Peer() identity.Peer { return r.cfg.Peer }
 // with Port 0.
 func (r *Router) Addr() *net.TCPAddr { return r.addr.Load() }
 
-// Routes returns the current routes snapshot. It is cheap (an atomic load),
-// never nil, and the snapshot is immutable.
-func (r *Router) Routes() *topology.Routes { return r.routes.Load() }
+// Routes returns the current routes snapshot. It is cheap (an atomic load,
+// plus one route computation per topology change, paid by the first caller
+// after it), never nil, and the snapshot is immutable.
+func (r *Router) Routes() *topology.Routes { return (*r.routes.Load())() }
+
+// storeRoutes publishes a lazily computed routes snapshot of the current
+// topology: the actor does not compute routes nobody asks for. Actor only.
+func (r *Router) storeRoutes() {
+	f := r.topo.RoutesFunc()
+	r.routes.Store(&f)
+}
 
 // loop is the actor: it runs posted closures and timers until the router
 // stops, and after each burst of work flushes what changed (our connection

@@ -17,6 +17,7 @@ type Stats struct {
 
 type counters struct {
 	msgsSent, bytesSent, msgsRecv, bytesRecv, topoBytes, dropped atomic.Uint64
+	sumBytes                                                     atomic.Uint64
 }
 
 func (c *counters) sent(m []byte) {
@@ -25,6 +26,9 @@ func (c *counters) sent(m []byte) {
 	switch m[0] {
 	case tagUpdate, tagSummary, tagDigest:
 		c.topoBytes.Add(uint64(len(m)))
+		if m[0] == tagSummary {
+			c.sumBytes.Add(uint64(len(m)))
+		}
 	}
 }
 

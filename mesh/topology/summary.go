@@ -1,8 +1,6 @@
 package topology
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"slices"
 
 	"github.com/weavelab/weave/mesh/identity"
@@ -19,6 +17,13 @@ type Stamp struct {
 // known peer. Neighbours exchange summaries and then only the entries that
 // differ (NewerThan), instead of whole topologies.
 type Summary map[identity.PeerName]Stamp
+
+// StampOf returns the stamp of entry p.
+func StampOf(p *Peer) Stamp { return stampOf(p) }
+
+// Beats reports whether an entry with stamp s supersedes one with stamp o
+// (see Peer.Beats).
+func (s Stamp) Beats(o Stamp) bool { return s.beats(o) }
 
 func stampOf(p *Peer) Stamp { return Stamp{Version: p.Version, UID: p.UID} }
 
@@ -70,28 +75,33 @@ func (t *Topology) Wants(s Summary) bool {
 // entries (by name, version and UID) have the same digest, so neighbours can
 // skip a round of anti-entropy when their digests agree. It is cached until
 // the topology changes.
-func (t *Topology) Digest() uint64 {
-	if !t.digestOK {
-		t.digest, t.digestOK = t.Summary().Digest(), true
+func (t *Topology) Digest() uint64 { return t.digest }
+
+// Digest returns a short hash of s, independent of map order: the sum of
+// the entries' stampHash, so that a Topology can keep its digest up to
+// date in O(1) per changed entry. It only lets neighbours skip a round of
+// anti-entropy, so a collision costs a delay, not correctness (a forged one
+// needs an authenticated peer, which can do worse).
+func (s Summary) Digest() uint64 {
+	var d uint64
+	for n, st := range s {
+		d += stampHash(n, st)
 	}
-	return t.digest
+	return d
 }
 
-// Digest returns a short hash of s, independent of map order.
-func (s Summary) Digest() uint64 {
-	names := make([]identity.PeerName, 0, len(s))
-	for n := range s {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	h := sha256.New()
-	var b [24]byte
-	for _, n := range names {
-		st := s[n]
-		binary.BigEndian.PutUint64(b[0:], uint64(n))
-		binary.BigEndian.PutUint64(b[8:], st.Version)
-		binary.BigEndian.PutUint64(b[16:], uint64(st.UID))
-		h.Write(b[:])
-	}
-	return binary.BigEndian.Uint64(h.Sum(nil))
+// stampHash mixes one entry's name, version and UID into 64 bits.
+func stampHash(n identity.PeerName, st Stamp) uint64 {
+	h := mix64(uint64(n) ^ 0x9e3779b97f4a7c15)
+	h = mix64(h ^ st.Version)
+	return mix64(h ^ uint64(st.UID))
+}
+
+// mix64 is the splitmix64 finaliser.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -3,6 +3,7 @@ package topology
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/weavelab/weave/mesh/identity"
 )
@@ -13,23 +14,57 @@ import (
 type Topology struct {
 	our   identity.PeerName
 	peers map[identity.PeerName]*Peer
-	// Caches, dropped by invalidate whenever an entry changes.
-	routes   *Routes
-	digest   uint64
-	digestOK bool
+	// routes caches Routes until an entry changes (see invalidate).
+	routes *Routes
+	// digest is kept up to date entry by entry (see set): the sum of
+	// stampHash over all entries.
+	digest uint64
+	// orphans is set when some entry lost a connection or a peer was
+	// added since the last GC: otherwise GC has nothing to remove.
+	orphans bool
+	// lost is set when some entry lost a connection since the last GC: a
+	// peer that was reachable may no longer be.
+	lost bool
 }
 
 // invalidate drops what was computed from the entries.
-func (t *Topology) invalidate() {
-	t.routes = nil
-	t.digestOK = false
+func (t *Topology) invalidate() { t.routes = nil }
+
+// set stores p (which the topology now owns) as the entry for its name,
+// keeping the digest and the orphans flag up to date.
+func (t *Topology) set(p *Peer) {
+	if old, ok := t.peers[p.Name]; ok {
+		t.digest -= stampHash(p.Name, stampOf(old))
+		if lostConn(old.Conns, p.Conns) {
+			t.orphans, t.lost = true, true
+		}
+	} else {
+		t.orphans = true // a new peer may not be reachable (yet)
+	}
+	t.digest += stampHash(p.Name, stampOf(p))
+	t.peers[p.Name] = p
+}
+
+// lostConn reports whether a remote listed in old is missing from new
+// (both sorted by remote, as stored entries are).
+func lostConn(old, new []Conn) bool {
+	j := 0
+	for _, c := range old {
+		for j < len(new) && new[j].Remote < c.Remote {
+			j++
+		}
+		if j == len(new) || new[j].Remote != c.Remote {
+			return true
+		}
+	}
+	return false
 }
 
 // New returns a topology that knows only us, at version 1 with no
 // connections.
 func New(our identity.Peer) *Topology {
 	t := &Topology{our: our.Name, peers: make(map[identity.PeerName]*Peer)}
-	t.peers[our.Name] = &Peer{Peer: our, Version: 1}
+	t.set(&Peer{Peer: our, Version: 1})
 	return t
 }
 
@@ -60,11 +95,14 @@ func (t *Topology) SetOurConns(conns []Conn) []Peer {
 	if len(list) > MaxConnsPerPeer {
 		list = list[:MaxConnsPerPeer]
 	}
-	us := t.peers[t.our]
+	// Our entry is replaced, never changed in place: RoutesFunc snapshots
+	// share entries with the topology.
+	us := *t.peers[t.our]
 	us.Conns = list
 	if us.Version < MaxVersion {
 		us.Version++
 	}
+	t.set(&us)
 	t.invalidate()
 	return []Peer{us.Clone()}
 }
@@ -96,8 +134,10 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 			if p.UID == cur.UID || !p.Beats(*cur) || p.Version >= MaxVersion {
 				continue
 			}
-			cur.Version = p.Version + 1
-			changed = append(changed, cur.Clone())
+			bumped := *cur
+			bumped.Version = p.Version + 1
+			t.set(&bumped)
+			changed = append(changed, bumped.Clone())
 			continue
 		}
 		if known && !p.Beats(*cur) {
@@ -105,7 +145,7 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 		}
 		stored := p.Clone()
 		sortConns(stored.Conns)
-		t.peers[p.Name] = &stored
+		t.set(&stored)
 		changed = append(changed, stored.Clone())
 	}
 	if len(changed) > 0 {
@@ -145,7 +185,9 @@ func (t *Topology) Len() int { return len(t.peers) }
 // the far end do not count: a dead peer's stale entry keeps listing its old
 // neighbours, but once they stop listing it, it goes.
 func (t *Topology) GC() []identity.PeerName {
-	seen := map[identity.PeerName]bool{t.our: true}
+	t.orphans, t.lost = false, false
+	seen := make(map[identity.PeerName]bool, len(t.peers))
+	seen[t.our] = true
 	queue := []identity.PeerName{t.our}
 	for len(queue) > 0 {
 		p := t.peers[queue[0]]
@@ -161,6 +203,7 @@ func (t *Topology) GC() []identity.PeerName {
 	for name := range t.peers {
 		if !seen[name] {
 			removed = append(removed, name)
+			t.digest -= stampHash(name, stampOf(t.peers[name]))
 			delete(t.peers, name)
 		}
 	}
@@ -169,6 +212,35 @@ func (t *Topology) GC() []identity.PeerName {
 		slices.Sort(removed)
 	}
 	return removed
+}
+
+// NeedsGC reports whether a GC could remove anything: whether a peer was
+// added or some entry lost a connection since the last GC. Otherwise every
+// peer that was reachable then still is.
+func (t *Topology) NeedsGC() bool { return t.orphans }
+
+// LostConns reports whether some entry lost a connection since the last
+// GC, so that a peer that was reachable may have become unreachable (as
+// opposed to NeedsGC only because peers were added, which are usually
+// reachable once their neighbours' entries arrive).
+func (t *Topology) LostConns() bool { return t.lost }
+
+// RoutesFunc returns a function that computes the routes for the topology
+// as it is now, once, on its first call. It is safe for concurrent use and
+// cheap to create (O(peers), no route computation), so a caller can publish
+// one after every change and let readers pay for the routes only when they
+// need them. Entries are never changed in place, so the snapshot may share
+// them with the topology.
+func (t *Topology) RoutesFunc() func() *Routes {
+	if r := t.routes; r != nil {
+		return func() *Routes { return r }
+	}
+	peers := make([]*Peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		peers = append(peers, p)
+	}
+	our := t.our
+	return sync.OnceValue(func() *Routes { return computeRoutes(our, peers) })
 }
 
 // Routes returns the routes for the current topology as seen from us. The
