@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weavelab/weave/test/pingstat"
 )
 
 const (
@@ -46,12 +48,12 @@ func measureEndpoints(ctx context.Context, cfg config, l *lab, ep *endpoints, re
 	if err != nil {
 		errs = append(errs, err)
 	} else {
-		res.PingAvgMs = ms(p.avg())
-		res.PingP99Ms = ms(p.percentile(0.99))
-		res.PingMaxMs = ms(p.percentile(1))
-		res.PingLossPct = 100 * p.loss()
-		if p.loss() > 0 {
-			errs = append(errs, fmt.Errorf("ping: %d of %d lost", p.sent-p.received, p.sent))
+		res.PingAvgMs = ms(p.Avg())
+		res.PingP99Ms = ms(p.Percentile(0.99))
+		res.PingMaxMs = ms(p.Percentile(1))
+		res.PingLossPct = 100 * p.Loss()
+		if p.Loss() > 0 {
+			errs = append(errs, fmt.Errorf("ping: %d of %d lost", p.Sent-p.Received, p.Sent))
 		}
 	}
 
@@ -85,14 +87,14 @@ func measureEndpoints(ctx context.Context, cfg config, l *lab, ep *endpoints, re
 }
 
 // ping sends cfg.pings echo requests from c to dst.
-func ping(ctx context.Context, cfg config, c netns, dst string) (pingStats, error) {
+func ping(ctx context.Context, cfg config, c netns, dst string) (pingstat.Stats, error) {
 	interval := strconv.FormatFloat(cfg.interval.Seconds(), 'f', 3, 64)
 	timeout := time.Duration(cfg.pings)*cfg.interval + 30*time.Second
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// Exit status 1 means some replies were lost: the output still counts.
 	out, err := c.run(ctx, nil, "ping", "-n", "-c", strconv.Itoa(cfg.pings), "-i", interval, "-W", "1", dst)
-	p, perr := parsePing(out)
+	p, perr := pingstat.Parse(out)
 	switch {
 	case perr != nil && err != nil:
 		return p, err // says why ping ended without a summary

@@ -4,76 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// pingStats is what one iputils ping run reported.
-type pingStats struct {
-	sent, received int
-	rtts           []time.Duration // one per reply, in arrival order
-}
-
-var (
-	pingSummaryRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
-	pingReplyRE   = regexp.MustCompile(`icmp_seq=\d+ ttl=\d+ time=([0-9.]+) ms`)
-)
-
-// parsePing reads the output of iputils ping without -q: one line per
-// reply, then the summary.
-func parsePing(out string) (pingStats, error) {
-	var p pingStats
-	m := pingSummaryRE.FindStringSubmatch(out)
-	if m == nil {
-		return p, fmt.Errorf("no ping summary in %q", lastLines(out, 3))
-	}
-	p.sent, _ = strconv.Atoi(m[1])
-	p.received, _ = strconv.Atoi(m[2])
-	for _, r := range pingReplyRE.FindAllStringSubmatch(out, -1) {
-		ms, err := strconv.ParseFloat(r[1], 64)
-		if err != nil {
-			return p, fmt.Errorf("ping reply time %q: %w", r[1], err)
-		}
-		p.rtts = append(p.rtts, time.Duration(ms*float64(time.Millisecond)))
-	}
-	return p, nil
-}
-
-// loss is the fraction of echo requests without a reply (1 if none sent).
-func (p pingStats) loss() float64 {
-	if p.sent == 0 {
-		return 1
-	}
-	return float64(p.sent-p.received) / float64(p.sent)
-}
-
-// avg is the mean round-trip time of the replies, 0 with none.
-func (p pingStats) avg() time.Duration {
-	if len(p.rtts) == 0 {
-		return 0
-	}
-	var sum time.Duration
-	for _, r := range p.rtts {
-		sum += r
-	}
-	return sum / time.Duration(len(p.rtts))
-}
-
-// percentile returns the nearest-rank q-th (0 < q <= 1) round-trip time:
-// the smallest time that at least q of the replies did not exceed.
-func (p pingStats) percentile(q float64) time.Duration {
-	if len(p.rtts) == 0 {
-		return 0
-	}
-	s := slices.Clone(p.rtts)
-	slices.Sort(s)
-	rank := int(math.Ceil(q * float64(len(s))))
-	return s[min(max(rank, 1), len(s))-1]
-}
 
 // iperfResult is what one iperf3 client run reported.
 type iperfResult struct {

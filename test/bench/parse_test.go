@@ -3,64 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestParsePing(t *testing.T) {
-	const out = `PING 10.40.0.2 (10.40.0.2) 56(84) bytes of data.
-64 bytes from 10.40.0.2: icmp_seq=1 ttl=64 time=0.250 ms
-64 bytes from 10.40.0.2: icmp_seq=2 ttl=64 time=0.100 ms
-64 bytes from 10.40.0.2: icmp_seq=4 ttl=64 time=1.50 ms
-
---- 10.40.0.2 ping statistics ---
-4 packets transmitted, 3 received, 25% packet loss, time 30ms
-rtt min/avg/max/mdev = 0.100/0.616/1.500/0.626 ms
-`
-	p, err := parsePing(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.sent != 4 || p.received != 3 || len(p.rtts) != 3 {
-		t.Fatalf("sent %d received %d rtts %v", p.sent, p.received, p.rtts)
-	}
-	for _, c := range []struct {
-		name string
-		got  time.Duration
-		want time.Duration
-	}{
-		{"avg", p.avg(), 616666 * time.Nanosecond},
-		{"p50", p.percentile(0.5), 250 * time.Microsecond},
-		{"p99", p.percentile(0.99), 1500 * time.Microsecond},
-		{"max", p.percentile(1), 1500 * time.Microsecond},
-		{"min", p.percentile(0.01), 100 * time.Microsecond},
-	} {
-		if d := c.got - c.want; d < -time.Microsecond || d > time.Microsecond {
-			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
-		}
-	}
-	if got := p.loss(); got != 0.25 {
-		t.Errorf("loss = %v, want 0.25", got)
-	}
-	if _, err := parsePing("ping: connect: Network is unreachable\n"); err == nil {
-		t.Error("parsePing accepted output without a summary")
-	}
-}
-
-func TestPercentileNearestRank(t *testing.T) {
-	var p pingStats
-	for i := 1; i <= 200; i++ {
-		p.rtts = append(p.rtts, time.Duration(201-i)*time.Millisecond) // 200..1 ms, unsorted
-	}
-	if got := p.percentile(0.99); got != 198*time.Millisecond {
-		t.Errorf("p99 of 1..200 ms = %v, want 198ms", got)
-	}
-	if got := p.percentile(1); got != 200*time.Millisecond {
-		t.Errorf("max = %v, want 200ms", got)
-	}
-	if got := (pingStats{}).percentile(0.99); got != 0 {
-		t.Errorf("p99 of nothing = %v, want 0", got)
-	}
-}
 
 func TestParseIperf(t *testing.T) {
 	for _, c := range []struct {

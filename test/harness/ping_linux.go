@@ -3,76 +3,22 @@ package harness
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"slices"
 	"strconv"
 	"time"
+
+	"github.com/weavelab/weave/test/pingstat"
 )
 
-// PingStats is what one ping run reported.
+// PingStats is what one ping run reported, with the command's result.
 type PingStats struct {
-	Sent, Received int
-	RTTs           []time.Duration // one per reply, in arrival order
-	Result         Result
+	pingstat.Stats
+	Result Result
 }
-
-// Loss is the fraction of echo requests without a reply (1 if none sent).
-func (p PingStats) Loss() float64 {
-	if p.Sent == 0 {
-		return 1
-	}
-	return float64(p.Sent-p.Received) / float64(p.Sent)
-}
-
-// Avg is the mean round-trip time of the replies.
-func (p PingStats) Avg() time.Duration {
-	if len(p.RTTs) == 0 {
-		return 0
-	}
-	var sum time.Duration
-	for _, r := range p.RTTs {
-		sum += r
-	}
-	return sum / time.Duration(len(p.RTTs))
-}
-
-// Percentile returns the q-th (0..1) round-trip time.
-func (p PingStats) Percentile(q float64) time.Duration {
-	if len(p.RTTs) == 0 {
-		return 0
-	}
-	s := slices.Clone(p.RTTs)
-	slices.Sort(s)
-	i := int(q*float64(len(s)-1) + 0.5)
-	return s[min(i, len(s)-1)]
-}
-
-func (p PingStats) String() string {
-	return fmt.Sprintf("%d sent, %d received, %.1f%% loss, avg %v, p99 %v",
-		p.Sent, p.Received, 100*p.Loss(), p.Avg(), p.Percentile(0.99))
-}
-
-var (
-	pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
-	pingReply   = regexp.MustCompile(`icmp_seq=\d+ ttl=\d+ time=([0-9.]+) ms`)
-)
 
 // ParsePing reads iputils ping output.
 func ParsePing(out string) (PingStats, error) {
-	var p PingStats
-	m := pingSummary.FindStringSubmatch(out)
-	if m == nil {
-		return p, fmt.Errorf("no ping summary in %q", out)
-	}
-	p.Sent, _ = strconv.Atoi(m[1])
-	p.Received, _ = strconv.Atoi(m[2])
-	for _, r := range pingReply.FindAllStringSubmatch(out, -1) {
-		ms, err := strconv.ParseFloat(r[1], 64)
-		if err == nil {
-			p.RTTs = append(p.RTTs, time.Duration(ms*float64(time.Millisecond)))
-		}
-	}
-	return p, nil
+	st, err := pingstat.Parse(out)
+	return PingStats{Stats: st}, err
 }
 
 // Ping pings dst count times from the namespace (extra are more ping
