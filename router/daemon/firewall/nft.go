@@ -106,8 +106,9 @@ func nftIface(name string) []string {
 	return []string{strconv.Quote(name)}
 }
 
-// Ensure inserts the missing rules at the top of each forward chain.
-func (f *nft) Ensure(ctx context.Context) error {
+// eachForwardChain calls fn with every base chain on the forward hook and
+// the handles of our rules in it, joining the errors.
+func (f *nft) eachForwardChain(ctx context.Context, fn func(c nftChain, have map[string]int64) []error) error {
 	chains, err := f.forwardChains(ctx)
 	if err != nil {
 		return err
@@ -119,6 +120,14 @@ func (f *nft) Ensure(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		errs = append(errs, fn(c, have)...)
+	}
+	return errors.Join(errs...)
+}
+
+// Ensure inserts the missing rules at the top of each forward chain.
+func (f *nft) Ensure(ctx context.Context) error {
+	return f.eachForwardChain(ctx, func(c nftChain, have map[string]int64) (errs []error) {
 		rs := rules(f.bridge)
 		for i := len(rs) - 1; i >= 0; i-- {
 			if _, ok := have[Comment(f.bridge, rs[i].purpose)]; ok {
@@ -129,28 +138,18 @@ func (f *nft) Ensure(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("nft insert into %s: %w", c, err))
 			}
 		}
-	}
-	return errors.Join(errs...)
+		return errs
+	})
 }
 
 // Remove deletes our rules, by handle, from every forward chain.
 func (f *nft) Remove(ctx context.Context) error {
-	chains, err := f.forwardChains(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, c := range chains {
-		have, err := f.ourRules(ctx, c)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	return f.eachForwardChain(ctx, func(c nftChain, have map[string]int64) (errs []error) {
 		for comment, h := range have {
 			if _, err := f.r.Run(ctx, "nft", "delete", "rule", c.Family, c.Table, c.Name, "handle", strconv.FormatInt(h, 10)); err != nil {
 				errs = append(errs, fmt.Errorf("nft delete %s from %s: %w", comment, c, err))
 			}
 		}
-	}
-	return errors.Join(errs...)
+		return errs
+	})
 }
