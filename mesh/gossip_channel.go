@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -170,6 +171,11 @@ func (r *Router) onGossip(from *conn, m gossipMsg) {
 			return
 		}
 		delta, err := gc.g.OnGossip(from.remote().Name, m.payload)
+		if errors.Is(err, ErrIncompatible) {
+			r.log.Error("closing connection to an incompatible peer", "channel", m.channel, "remote", from.remote().String(), "err", err)
+			from.close(err)
+			return
+		}
 		if err != nil {
 			r.log.Warn("gossip rejected", "channel", m.channel, "remote", from.remote().String(), "err", err)
 			return

@@ -38,6 +38,11 @@ var (
 	ErrBadPeerAddr = errors.New("malformed peer address")
 	// ErrNoRoute: a gossip-channel unicast destination is unreachable.
 	ErrNoRoute = errors.New("no route to peer")
+	// ErrIncompatible: returned (wrapped) by a Gossiper's OnGossip for
+	// state that can never be merged with ours (e.g. address rings seeded
+	// apart); the mesh then closes the connection it came on, with that
+	// error as the reason.
+	ErrIncompatible = errors.New("incompatible peer")
 )
 
 // Router is one peer of the mesh. Create it with New, then Start it; Close

@@ -7,9 +7,79 @@ import (
 	"strings"
 )
 
-// ErrNeedIPAM is returned for addresses that must be allocated (net:CIDR,
-// net:default, or no ADDR at all): IPAM is not available yet.
-var ErrNeedIPAM = errors.New("automatic address allocation needs IPAM, which is not available yet: give a static address as CIDR or ip:CIDR")
+// ErrNeedIPAM is returned by ParseAddr and ParseAddrs, which take static
+// addresses only, for the forms that IPAM allocates (net:CIDR,
+// net:default, or no ADDR at all); use ParseAddrSpecs for those.
+var ErrNeedIPAM = errors.New("this command takes static addresses only (CIDR or ip:CIDR)")
+
+// AddrSpec is one parsed ADDR: a static address, or a subnet to allocate
+// from (the zero Subnet meaning the default subnet).
+type AddrSpec struct {
+	Static netip.Prefix // CIDR or ip:CIDR
+	Subnet netip.Prefix // net:CIDR, masked
+	// Default is net:default (or no ADDR at all).
+	Default bool
+}
+
+// IsStatic reports whether the spec is a static address.
+func (a AddrSpec) IsStatic() bool { return a.Static.IsValid() }
+
+func (a AddrSpec) String() string {
+	switch {
+	case a.IsStatic():
+		return a.Static.String()
+	case a.Default:
+		return "net:default"
+	}
+	return "net:" + a.Subnet.String()
+}
+
+// ParseAddrSpec parses one ADDR of any form.
+func ParseAddrSpec(s string) (AddrSpec, error) {
+	if rest, ok := strings.CutPrefix(s, "net:"); ok {
+		if rest == "default" {
+			return AddrSpec{Default: true}, nil
+		}
+		p, err := netip.ParsePrefix(rest)
+		if err != nil {
+			return AddrSpec{}, fmt.Errorf("address %q: malformed CIDR", s)
+		}
+		if !p.Addr().Is4() {
+			return AddrSpec{}, fmt.Errorf("address %q: only IPv4 is supported", s)
+		}
+		return AddrSpec{Subnet: p.Masked()}, nil
+	}
+	p, err := ParseAddr(s)
+	if err != nil {
+		return AddrSpec{}, err
+	}
+	return AddrSpec{Static: p}, nil
+}
+
+// ParseAddrSpecs parses a list of ADDR; an empty list is net:default. A
+// static address or a subnet given twice is an error.
+func ParseAddrSpecs(ss []string) ([]AddrSpec, error) {
+	if len(ss) == 0 {
+		return []AddrSpec{{Default: true}}, nil
+	}
+	out := make([]AddrSpec, 0, len(ss))
+	for _, s := range ss {
+		a, err := ParseAddrSpec(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range out {
+			if a.IsStatic() && o.IsStatic() && a.Static.Addr() == o.Static.Addr() {
+				return nil, fmt.Errorf("address %s given twice", a.Static.Addr())
+			}
+			if !a.IsStatic() && a == o {
+				return nil, fmt.Errorf("%s given twice", a)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
 
 // ParseAddr parses one ADDR: CIDR | ip:CIDR | net:CIDR | net:default. Only
 // the static forms are supported; net:* returns an error wrapping

@@ -38,9 +38,6 @@ func (r *Router) Attach(ctx context.Context, container string, addrs []string) (
 }
 
 func (r *Router) attach(ctx context.Context, container string, addrs []string) ([]netip.Prefix, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	prefixes, err := ParseAddrs(addrs)
 	if err != nil {
 		return nil, err
@@ -48,6 +45,26 @@ func (r *Router) attach(ctx context.Context, container string, addrs []string) (
 	ref, err := netdev.ParseContainer(container)
 	if err != nil {
 		return nil, err
+	}
+	return r.attachRef(ctx, ref, prefixes)
+}
+
+// AttachRef is Attach for a resolved container (any kind, Docker
+// included) and parsed addresses.
+func (r *Router) AttachRef(ctx context.Context, ref netdev.ContainerRef, prefixes []netip.Prefix) ([]netip.Prefix, error) {
+	got, err := r.attachRef(ctx, ref, prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", ref, err)
+	}
+	return got, nil
+}
+
+func (r *Router) attachRef(ctx context.Context, ref netdev.ContainerRef, prefixes []netip.Prefix) ([]netip.Prefix, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(prefixes) == 0 {
+		return nil, errors.New("no address given")
 	}
 	c, err := netdev.OpenContainer(ref)
 	if err != nil {
@@ -142,6 +159,9 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 		return undo(err)
 	}
 	rec := &record{ID: c.Ref.String(), NS: c.ID, HostVeth: host, MAC: iface.MAC.String(), Addrs: slices.Clone(prefixes)}
+	if c.Ref.Kind == netdev.KindDocker {
+		rec.DockerPID = c.Ref.PID
+	}
 	recs := append(slices.Clone(r.recs), rec)
 	if err := saveState(r.cfg.StateDir, r.cfg.Bridge, recs); err != nil {
 		return undo(err)
@@ -181,9 +201,6 @@ func (r *Router) Detach(ctx context.Context, container string, addrs []string) e
 }
 
 func (r *Router) detach(ctx context.Context, container string, addrs []string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	var prefixes []netip.Prefix
 	if len(addrs) > 0 {
 		var err error
@@ -195,45 +212,73 @@ func (r *Router) detach(ctx context.Context, container string, addrs []string) e
 	if err != nil {
 		return err
 	}
+	_, err = r.detachRef(ctx, ref, func(netip.Prefix) bool { return len(prefixes) == 0 }, prefixes)
+	return err
+}
+
+// DetachRef removes from a resolved container the addresses that pick
+// selects, plus those listed (each of which it must have); when none would
+// remain it removes ethwe and its veth. It returns the addresses removed.
+func (r *Router) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error) {
+	got, err := r.detachRef(ctx, ref, pick, listed)
+	if err != nil {
+		return nil, fmt.Errorf("detach %s: %w", ref, err)
+	}
+	return got, nil
+}
+
+func (r *Router) detachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	c, err := netdev.OpenContainer(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if err := r.reconcileLocked(); err != nil {
-		return err
+		return nil, err
 	}
 	i := r.findLocked(c.ID)
 	if i < 0 {
-		return errors.New("not attached")
+		return nil, errors.New("not attached")
 	}
 	rec := r.recs[i]
-	for _, p := range prefixes {
+	for _, p := range listed {
 		if !slices.Contains(rec.Addrs, p) {
-			return fmt.Errorf("not attached with %s", p)
+			return nil, fmt.Errorf("not attached with %s", p)
 		}
+	}
+	var prefixes []netip.Prefix
+	for _, p := range rec.Addrs {
+		if pick(p) || slices.Contains(listed, p) {
+			prefixes = append(prefixes, p)
+		}
+	}
+	if len(prefixes) == 0 {
+		return nil, errors.New("has no address in that subnet")
 	}
 	left := slices.DeleteFunc(slices.Clone(rec.Addrs), func(p netip.Prefix) bool { return slices.Contains(prefixes, p) })
 	recs := slices.Clone(r.recs)
 	log := r.log.With("container", rec.ID)
-	if len(prefixes) == 0 || len(left) == 0 {
+	if len(left) == 0 {
 		if err := c.DeleteIface(); err != nil {
-			return err
+			return nil, err
 		}
 		if err := netdev.DeleteLink(rec.HostVeth); err != nil {
-			return err
+			return nil, err
 		}
 		recs = slices.Delete(recs, i, i+1)
 		log.Info("detached", "addr", rec.Addrs)
 	} else {
 		if err := c.DelAddrs(prefixes); err != nil {
-			return err
+			return nil, err
 		}
 		upd := rec.clone()
 		upd.Addrs = left
@@ -243,24 +288,35 @@ func (r *Router) detach(ctx context.Context, container string, addrs []string) e
 	// The kernel has changed; a failure to save is reported but the table
 	// follows the kernel (the next reconcile would make it so anyway).
 	r.recs = recs
-	return saveState(r.cfg.StateDir, r.cfg.Bridge, recs)
+	return prefixes, saveState(r.cfg.StateDir, r.cfg.Bridge, recs)
 }
 
 // PS lists attached containers (all of them, or the ones named), sorted as
 // attached. Naming a container that is not attached is an error.
 func (r *Router) PS(ctx context.Context, containers ...string) ([]Attachment, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var ids []netdev.NSID
+	var refs []netdev.ContainerRef
 	for _, s := range containers {
 		ref, err := netdev.ParseContainer(s)
 		if err != nil {
 			return nil, fmt.Errorf("ps %s: %w", s, err)
 		}
+		refs = append(refs, ref)
+	}
+	return r.PSRefs(ctx, refs...)
+}
+
+// PSRefs is PS for resolved containers.
+func (r *Router) PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]Attachment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var ids []netdev.NSID
+	containers := make([]string, len(refs))
+	for i, ref := range refs {
+		containers[i] = ref.String()
 		id, err := ref.NSID()
 		if err != nil {
-			return nil, fmt.Errorf("ps %s: %w", s, err)
+			return nil, fmt.Errorf("ps %s: %w", ref, err)
 		}
 		ids = append(ids, id)
 	}

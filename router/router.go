@@ -41,6 +41,11 @@ type Config struct {
 	StateDir string
 	// Logger for attach/detach events; nil discards.
 	Logger *slog.Logger
+	// OnGone, if set, is told of each attached container found gone (its
+	// namespace or ethwe vanished) with the addresses it had, so that they
+	// can be released. It is called with the Router's lock held: it must
+	// not call the Router.
+	OnGone func(id string, addrs []netip.Prefix)
 }
 
 // DefaultConfig returns the configuration Weave Net users expect.
@@ -80,7 +85,7 @@ func tapName(bridge string) string {
 // Attachment is one attached container as ps shows it.
 type Attachment struct {
 	// ID is the container reference it was attached by (netns:NAME,
-	// netns:/PATH or pid:N).
+	// netns:/PATH or pid:N, or a Docker container's full ID).
 	ID string `json:"id"`
 	// MAC is ethwe's Ethernet address, e.g. "0a:58:0a:02:01:04".
 	MAC string `json:"mac"`

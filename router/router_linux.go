@@ -143,11 +143,13 @@ func ResetHost(cfg Config) error {
 // if anything changed.
 func (r *Router) reconcileLocked() error {
 	changed := false
+	var gone []*record
 	kept := r.recs[:0:0]
 	for _, rec := range r.recs {
 		keep, upd := r.checkRecord(rec)
 		if !keep {
 			changed = true
+			gone = append(gone, rec)
 			continue
 		}
 		if upd != nil {
@@ -156,17 +158,33 @@ func (r *Router) reconcileLocked() error {
 		kept = append(kept, rec)
 	}
 	r.recs = kept
+	for _, rec := range gone {
+		if r.cfg.OnGone != nil {
+			r.cfg.OnGone(rec.ID, slices.Clone(rec.Addrs))
+		}
+	}
 	if !changed {
 		return nil
 	}
 	return saveState(r.cfg.StateDir, r.cfg.Bridge, r.recs)
 }
 
+// Reconcile drops the records of containers whose namespace or ethwe has
+// gone (calling Config.OnGone for each), as every operation does first.
+func (r *Router) Reconcile() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return r.reconcileLocked()
+}
+
 // checkRecord reports whether rec still describes a live attachment and,
 // if the kernel differs from it, an updated copy.
 func (r *Router) checkRecord(rec *record) (keep bool, updated *record) {
 	log := r.log.With("container", rec.ID)
-	ref, err := netdev.ParseContainer(rec.ID)
+	ref, err := rec.ref()
 	if err != nil {
 		log.Warn("dropping unparsable attachment record", "err", err)
 		return false, nil

@@ -20,17 +20,28 @@ const stateVersion = 1
 // record is one attached container as persisted: enough to show it in ps
 // after a restart, to recognise its namespace, and to delete its veth.
 type record struct {
-	ID       string         `json:"id"` // canonical container ref
-	NS       netdev.NSID    `json:"netns"`
-	HostVeth string         `json:"host_veth"`
-	MAC      string         `json:"mac"`
-	Addrs    []netip.Prefix `json:"addrs"`
+	ID string `json:"id"` // canonical container ref (a Docker container's full ID)
+	// DockerPID is the init pid of a Docker container when attached (its
+	// namespace is /proc/PID/ns/net); 0 for netns: and pid: containers.
+	DockerPID int            `json:"docker_pid,omitempty"`
+	NS        netdev.NSID    `json:"netns"`
+	HostVeth  string         `json:"host_veth"`
+	MAC       string         `json:"mac"`
+	Addrs     []netip.Prefix `json:"addrs"`
 }
 
 func (r *record) clone() *record {
 	c := *r
 	c.Addrs = slices.Clone(r.Addrs)
 	return &c
+}
+
+// ref is the container reference the record was attached by.
+func (r *record) ref() (netdev.ContainerRef, error) {
+	if r.DockerPID != 0 {
+		return netdev.DockerContainer(r.ID, r.DockerPID), nil
+	}
+	return netdev.ParseContainer(r.ID)
 }
 
 func (r *record) has(ip netip.Addr) bool {

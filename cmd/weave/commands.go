@@ -73,6 +73,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		a.psCommand(),
 		a.exposeCommand(),
 		a.hideCommand(),
+		a.runCommand(),
+		a.rmpeerCommand(),
 	)
 	return root
 }

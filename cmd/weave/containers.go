@@ -18,15 +18,16 @@ func (a *app) attachCommand() *cobra.Command {
 	var withoutDNS bool
 	cmd := &cobra.Command{
 		Use:   "attach [--without-dns] [ADDR...] CONTAINER",
-		Short: "attach a container (netns:NAME, netns:PATH, pid:N) and print its addresses",
-		Long: "ADDR is CIDR | ip:CIDR | net:CIDR | net:default; CONTAINER is netns:NAME (a namespace\n" +
-			"under /var/run/netns), netns:PATH or pid:N.",
+		Short: "attach a container and print its addresses",
+		Long: "ADDR is CIDR | ip:CIDR | net:CIDR | net:default (no ADDR: one address from net:default);\n" +
+			"CONTAINER is a Docker container name or ID, netns:NAME (a namespace under /var/run/netns),\n" +
+			"netns:PATH or pid:N.",
 		Args: minArgs(1, "attach [--without-dns] [ADDR...] CONTAINER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addrs, container := args[:len(args)-1], args[len(args)-1]
 			var got []string
 			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {
-				got, err = c.Attach(ctx, container, addrs)
+				got, err = c.AttachOpts(ctx, container, addrs, withoutDNS)
 				return err
 			}); err != nil {
 				return err

@@ -32,6 +32,9 @@ const routerHelp = "Encryption: give every peer the same password in $WEAVE_PASS
 // stopTimeout bounds how long stop and reset wait for the daemon to exit.
 const stopTimeout = 30 * time.Second
 
+// leaveTimeout bounds how long reset waits for a peer to take our space.
+const leaveTimeout = 10 * time.Second
+
 func (a *app) launchCommand() *cobra.Command {
 	var f routerFlags
 	var timeout time.Duration
@@ -139,6 +142,13 @@ func (a *app) resetCommand() *cobra.Command {
 		Short: "stop the router and remove everything it made: bridge, TAP, veths, firewall rules, state and run files",
 		Args:  noArgs("reset"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Hand our address space to a live peer before leaving.
+			lctx, cancel := context.WithTimeout(cmd.Context(), leaveTimeout)
+			_, err := a.client().Leave(lctx)
+			cancel()
+			if err != nil && !isNotRunning(err) {
+				a.warn("weave reset: could not hand this peer's address space to another peer: " + err.Error())
+			}
 			if err := a.stop(cmd.Context()); err != nil && !isNotRunning(err) {
 				return err
 			}

@@ -65,7 +65,6 @@ func TestBadInput(t *testing.T) {
 	wantError(t, `unknown status section "bogus"`, "status", "bogus")
 	wantError(t, `unknown status section "bogus": want one of peers, connections, targets`, "status", "bogus", "--json")
 	wantError(t, "weave status dns: weaveDNS is not available in this version", "status", "dns", "--json")
-	wantError(t, "weave status ipam: IPAM (automatic address allocation) is not available in this version", "status", "ipam")
 	wantError(t, "usage: weave status", "status", "peers", "targets")
 	wantError(t, `bad peer address "10.0.0.1:99999"`, "connect", "10.0.0.1:99999")
 	wantError(t, `bad peer address "not_a_host"`, "connect", "10.0.0.1", "not_a_host")

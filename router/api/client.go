@@ -93,6 +93,28 @@ func (c *Client) Attach(ctx context.Context, container string, addrs []string) (
 	return r.Addrs, err
 }
 
+// AttachOpts is Attach with the DNS option.
+func (c *Client) AttachOpts(ctx context.Context, container string, addrs []string, withoutDNS bool) ([]string, error) {
+	var resp AddrsResponse
+	err := c.do(ctx, http.MethodPost, PathAttach, AttachRequest{Container: container, Addrs: addrs, WithoutDNS: withoutDNS}, &resp)
+	return resp.Addrs, err
+}
+
+// RmPeer hands the space of dead peers to this router.
+func (c *Client) RmPeer(ctx context.Context, peers []string) ([]RmPeerResult, error) {
+	var resp RmPeerResponse
+	err := c.do(ctx, http.MethodPost, PathRmPeer, PeersRequest{Peers: peers}, &resp)
+	return resp.Removed, err
+}
+
+// Leave hands this router's address space to a reachable peer (before a
+// reset).
+func (c *Client) Leave(ctx context.Context) (LeaveResponse, error) {
+	var resp LeaveResponse
+	err := c.do(ctx, http.MethodPost, PathLeave, nil, &resp)
+	return resp, err
+}
+
 // Detach removes addrs (all when empty) from container.
 func (c *Client) Detach(ctx context.Context, container string, addrs []string) error {
 	return c.do(ctx, http.MethodPost, PathDetach, AttachRequest{Container: container, Addrs: addrs}, nil)

@@ -45,6 +45,11 @@ func Section(st Status, section string) (any, error) {
 		return nonNil(st.Connections), nil
 	case "targets":
 		return nonNil(st.Targets), nil
+	case "ipam":
+		if st.IPAM == nil {
+			return &IPAM{State: "off", Peers: []IPAMPeer{}}, nil
+		}
+		return st.IPAM, nil
 	}
 	return st, nil
 }
@@ -69,6 +74,8 @@ func FormatStatus(w io.Writer, st Status, section string) error {
 		return FormatConnections(w, st)
 	case "targets":
 		return FormatTargets(w, st)
+	case "ipam":
+		return FormatIPAM(w, st)
 	}
 	return FormatSummary(w, st)
 }
@@ -111,6 +118,12 @@ func FormatSummary(w io.Writer, st Status) error {
 		[2]string{"Connections", fmt.Sprintf("%d%s", len(st.Connections), connBreakdown(st.Connections))},
 		[2]string{"Peers", fmt.Sprintf("%d (with %d established connections)", len(st.Peers), established)},
 	)
+	if ip := st.IPAM; ip != nil {
+		rows = append(rows,
+			[2]string{"Range", ip.Range},
+			[2]string{"DefaultSubnet", ip.DefaultSubnet},
+			[2]string{"IPAM", ipamState(ip)})
+	}
 	var b strings.Builder
 	for _, r := range rows {
 		fmt.Fprintf(&b, "%15s: %s\n", r[0], r[1])
@@ -203,11 +216,71 @@ func FormatTargets(w io.Writer, st Status) error {
 	return err
 }
 
-// FormatContainers writes `weave ps` lines: ID MAC IP/prefix...
+// ipamState is the allocator's state in one line.
+func ipamState(ip *IPAM) string {
+	s := ip.State
+	switch ip.State {
+	case "ready":
+		s = fmt.Sprintf("ready, %d allocated here", ip.Allocated)
+		if ip.Held > 0 {
+			s += fmt.Sprintf(", %d held for containers that died", ip.Held)
+		}
+	case "awaiting consensus":
+		s = fmt.Sprintf("awaiting consensus: %d of %d peers needed take part", len(ip.Participants), ip.Quorum)
+	case "idle":
+		s = "idle: the range is divided among peers at the first allocation"
+	case "observer":
+		s = "observer: waiting for another peer to divide the range"
+	}
+	if ip.Pending > 0 {
+		s += fmt.Sprintf(", %d requests waiting for space", ip.Pending)
+	}
+	return s
+}
+
+// FormatIPAM writes `weave status ipam`: the allocator's state, then each
+// peer's share of the range.
+func FormatIPAM(w io.Writer, st Status) error {
+	ip := st.IPAM
+	if ip == nil {
+		ip = &IPAM{State: "off"}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%15s: %s\n%15s: %s\n%15s: %s\n", "Range", ip.Range, "DefaultSubnet", ip.DefaultSubnet, "State", ipamState(ip))
+	if len(ip.Seeds) > 0 {
+		seeds := make([]string, len(ip.Seeds))
+		for i, p := range ip.Seeds {
+			seeds[i] = peerString(p)
+		}
+		fmt.Fprintf(&b, "%15s: %s\n", "Seeded by", strings.Join(seeds, " "))
+	}
+	var total uint64
+	for _, p := range ip.Peers {
+		total += p.Size
+	}
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, p := range ip.Peers {
+		pct := 0.0
+		if total > 0 {
+			pct = 100 * float64(p.Size) / float64(total)
+		}
+		note := ""
+		if !p.Reachable {
+			note = "\tunreachable!"
+		}
+		fmt.Fprintf(tw, "%s\t%d IPs (%.1f%% of total)\t%d used\t%d free%s\n", peerString(p.Peer), p.Size, pct, p.Size-min(p.Free, p.Size), p.Free, note)
+	}
+	tw.Flush()
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FormatContainers writes `weave ps` lines: ID MAC IP/prefix..., Docker
+// containers by their short (12-digit) ID.
 func FormatContainers(w io.Writer, cs []Container) error {
 	var b strings.Builder
 	for _, c := range cs {
-		b.WriteString(strings.Join(append([]string{c.ID, c.MAC}, c.Addrs...), " "))
+		b.WriteString(strings.Join(append([]string{shortID(c.ID), c.MAC}, c.Addrs...), " "))
 		b.WriteByte('\n')
 	}
 	_, err := io.WriteString(w, b.String())
@@ -267,4 +340,18 @@ func peerString(p identity.Peer) string {
 		return "-"
 	}
 	return p.String()
+}
+
+// shortID shortens a full 64-digit Docker container ID to 12 digits, as
+// docker ps shows it; other IDs are returned as they are.
+func shortID(id string) string {
+	if len(id) != 64 {
+		return id
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return id
+		}
+	}
+	return id[:12]
 }

@@ -116,12 +116,11 @@ func TestUnknownSection(t *testing.T) {
 	if b.Len() != 0 {
 		t.Errorf("wrote %q for an unknown section", b.String())
 	}
-	if want := "(dns and ipam: not available in this version)"; !strings.Contains(err.Error(), want) {
+	if want := "(dns: not available in this version)"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q: want it to list the valid sections and say %q", err, want)
 	}
 	for sec, want := range map[string]string{
-		"dns":  "weave status dns: weaveDNS is not available in this version",
-		"ipam": "weave status ipam: IPAM (automatic address allocation) is not available in this version",
+		"dns": "weave status dns: weaveDNS is not available in this version",
 	} {
 		_, err := Section(Status{}, sec)
 		if !errors.Is(err, ErrNotAvailable) || errors.Is(err, ErrUnknownSection) || err.Error() != want {
@@ -148,6 +147,10 @@ func TestSectionNeverNull(t *testing.T) {
 		case []Target:
 			if v == nil {
 				t.Errorf("%s: nil slice (would print null)", s)
+			}
+		case *IPAM:
+			if v == nil || v.Peers == nil {
+				t.Errorf("%s: nil (would print null)", s)
 			}
 		default:
 			t.Errorf("%s: unexpected type %T", s, v)

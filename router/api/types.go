@@ -16,6 +16,8 @@
 //	POST /detach   AttachRequest       {}
 //	POST /expose   AddrsRequest        AddrsResponse
 //	POST /hide     AddrsRequest        {}
+//	POST /rmpeer   PeersRequest        RmPeerResponse
+//	POST /ipam/leave                   LeaveResponse (weave reset: hand our space over)
 //	POST /stop                         {} (the daemon then shuts down)
 //
 // The types here are the daemon's public view of its parts (mesh, data
@@ -42,16 +44,17 @@ const (
 	PathExpose  = "/expose"
 	PathHide    = "/hide"
 	PathStop    = "/stop"
+	PathRmPeer  = "/rmpeer"
+	PathLeave   = "/ipam/leave"
 )
 
 // Status sections that `weave status SECTION` and GET /status/SECTION accept.
-var Sections = []string{"peers", "connections", "targets"}
+var Sections = []string{"peers", "connections", "targets", "ipam"}
 
 // unavailableSections are the sections of the CLI contract whose feature
 // comes with a later version, with the feature's name for the error.
 var unavailableSections = map[string]string{
-	"dns":  "weaveDNS",
-	"ipam": "IPAM (automatic address allocation)",
+	"dns": "weaveDNS",
 }
 
 // Connection states as status reports them.
@@ -92,6 +95,38 @@ type Status struct {
 	// Discovered are addresses learnt by gossip that the router also
 	// connects to (unless discovery is off); not shown by `status targets`.
 	Discovered []Target `json:"discovered,omitempty"`
+	// IPAM is the address allocator's state; nil when it is not running.
+	IPAM *IPAM `json:"ipam,omitempty"`
+}
+
+// IPAM is the address allocator as `weave status ipam` shows it.
+type IPAM struct {
+	Range         string `json:"range"`
+	DefaultSubnet string `json:"default_subnet"`
+	// State is "ready" (the ring is seeded), "idle" (not seeded, and no
+	// address asked for yet), "awaiting consensus" or "observer".
+	State string `json:"state"`
+	// Quorum of the seeding consensus; Seeds the peers it seeded the ring
+	// with; Participants those taking part while it runs.
+	Quorum       int             `json:"quorum"`
+	Seeds        []identity.Peer `json:"seeds,omitempty"`
+	Participants []identity.Peer `json:"participants,omitempty"`
+	// Peers are the owners of the ring's space, us included.
+	Peers []IPAMPeer `json:"peers"`
+	// Our allocations: live, held for dead containers during the grace
+	// period, and requests waiting for space.
+	Allocated int `json:"allocated"`
+	Held      int `json:"held"`
+	Pending   int `json:"pending"`
+}
+
+// IPAMPeer is one peer's share of the range.
+type IPAMPeer struct {
+	Peer      identity.Peer `json:"peer"`
+	Size      uint64        `json:"size"`
+	Free      uint64        `json:"free"`
+	Reachable bool          `json:"reachable"`
+	Us        bool          `json:"us,omitempty"`
 }
 
 // Peer is one peer of the mesh as our topology knows it.
@@ -163,6 +198,31 @@ type ForgetRequest struct {
 type AttachRequest struct {
 	Container string   `json:"container"`
 	Addrs     []string `json:"addrs,omitempty"`
+	// WithoutDNS: do not point the container's resolver at weaveDNS.
+	WithoutDNS bool `json:"without_dns,omitempty"`
+}
+
+// PeersRequest is the body of POST /rmpeer.
+type PeersRequest struct {
+	Peers []string `json:"peers"`
+}
+
+// RmPeerResponse answers POST /rmpeer: per peer removed, the number of
+// addresses taken over, in the order asked.
+type RmPeerResponse struct {
+	Removed []RmPeerResult `json:"removed"`
+}
+
+// RmPeerResult is one peer removed by rmpeer.
+type RmPeerResult struct {
+	Peer      identity.Peer `json:"peer"`
+	Addresses uint64        `json:"addresses"`
+}
+
+// LeaveResponse answers POST /ipam/leave: the peer that took our space
+// (nil when none was reachable, or we had none).
+type LeaveResponse struct {
+	Heir *identity.Peer `json:"heir,omitempty"`
 }
 
 // AddrsRequest is the body of POST /expose and POST /hide.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/daemon/firewall"
@@ -31,6 +32,9 @@ const (
 	DefaultDNSDomain   = "weave.local."
 	DefaultDNSListen   = "0.0.0.0:53" // TODO(dns issue): the bridge address, like Weave
 	DefaultLogLevel    = "info"
+	// DefaultIPAllocGrace is how long a dead container's addresses are
+	// kept for it.
+	DefaultIPAllocGrace = 30 * time.Second
 )
 
 // Environment variables the daemon and CLI read.
@@ -73,12 +77,22 @@ type Config struct {
 	MetricsAddr string // "" disables the metrics server
 	LogLevel    string // debug, info, warn, error
 
-	// Accepted and stored for the IPAM and DNS issues.
+	// IPAM: the allocation range, the subnet of net:default (empty: the
+	// whole range), how the range is first divided ("consensus",
+	// "consensus=N" or "observer"; empty: consensus among the peers given
+	// at launch and us), and how long a dead container's addresses wait
+	// for it to come back.
 	IPAllocRange         string
 	IPAllocDefaultSubnet string
-	NoDNS                bool
-	DNSDomain            string
-	DNSListenAddress     string
+	IPAllocInit          string
+	IPAllocGrace         time.Duration
+	// NoDocker: do not talk to the Docker Engine (netns: and pid:
+	// containers only).
+	NoDocker bool
+	// Accepted and stored for the DNS issue.
+	NoDNS            bool
+	DNSDomain        string
+	DNSListenAddress string
 
 	// Password of the network; nil for none. Never logged or put in argv.
 	Password []byte
@@ -112,6 +126,7 @@ func DefaultConfig() Config {
 		MetricsAddr:      DefaultMetricsAddr,
 		LogLevel:         DefaultLogLevel,
 		IPAllocRange:     DefaultIPRange,
+		IPAllocGrace:     DefaultIPAllocGrace,
 		DNSDomain:        DefaultDNSDomain,
 		DNSListenAddress: DefaultDNSListen,
 		RunDir:           envOr(EnvRunDir, DefaultRunDir),
@@ -172,6 +187,12 @@ func (c *Config) Validate() error {
 			return bad("--ipalloc-default-subnet %s is not inside --ipalloc-range %s", p, rng)
 		}
 	}
+	if _, _, err := c.IPAllocQuorum(); err != nil {
+		return bad("--ipalloc-init %q: %w", c.IPAllocInit, err)
+	}
+	if c.IPAllocGrace < 0 {
+		return bad("--ipalloc-grace %s: must not be negative", c.IPAllocGrace)
+	}
 	if c.DNSListenAddress != "" && !c.NoDNS {
 		if err := checkListenAddr(c.DNSListenAddress); err != nil {
 			return bad("--dns-listen-address %q: %w", c.DNSListenAddress, err)
@@ -198,6 +219,25 @@ func (c *Config) Validate() error {
 	}
 	c.Peers = peers
 	return nil
+}
+
+// IPAllocQuorum returns how many peers must agree on the first division
+// of the range (a majority of the peers named at launch and us, unless
+// --ipalloc-init consensus=N says otherwise), or observer.
+func (c *Config) IPAllocQuorum() (quorum int, observer bool, err error) {
+	switch v := c.IPAllocInit; {
+	case v == "observer":
+		return 1, true, nil
+	case v == "" || v == "consensus":
+		return (len(c.Peers)+1)/2 + 1, false, nil
+	case strings.HasPrefix(v, "consensus="):
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "consensus="))
+		if err != nil || n < 1 || n > 1000 {
+			return 0, false, errors.New("consensus=N wants the number of peers, 1-1000")
+		}
+		return n/2 + 1, false, nil
+	}
+	return 0, false, errors.New("want consensus, consensus=N (the number of initial peers) or observer")
 }
 
 func checkNickName(s string) error {

@@ -19,6 +19,8 @@ import (
 	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/router/daemon/firewall"
+	"github.com/weavelab/weave/router/docker"
+	"github.com/weavelab/weave/router/ipam"
 	"github.com/weavelab/weave/router/overlay"
 )
 
@@ -110,7 +112,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// the containers' MTU, so that a container that raised its MTU still
 	// reaches the overlay, which answers with ICMP "fragmentation needed"
 	// or lets the kernel fragment, instead of the bridge dropping silently.
-	rt, err := router.New(router.Config{Bridge: cfg.Bridge, MTU: mtu, HostMTU: router.MaxHostMTU, StateDir: cfg.StateDir, Logger: log})
+	n := &node{log: log, state: state, stats: nil}
+	rt, err := router.New(router.Config{Bridge: cfg.Bridge, MTU: mtu, HostMTU: router.MaxHostMTU, StateDir: cfg.StateDir, Logger: log, OnGone: n.onGone})
 	if err != nil {
 		return err
 	}
@@ -145,6 +148,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer ov.Close()
 
+	quorum, observer, _ := cfg.IPAllocQuorum()
+	rng, _ := netip.ParsePrefix(cfg.IPAllocRange)
+	var defSubnet netip.Prefix
+	if cfg.IPAllocDefaultSubnet != "" {
+		defSubnet, _ = netip.ParsePrefix(cfg.IPAllocDefaultSubnet)
+	}
+	alloc, err := ipam.New(ipam.Config{
+		Peer: name, Range: rng, DefaultSubnet: defSubnet, Quorum: quorum, Observer: observer,
+		Grace: cfg.IPAllocGrace, StateDir: cfg.StateDir, Logger: log,
+		Reachable: func(p identity.PeerName) bool {
+			_, ok := m.Routes().Unicast(p)
+			return ok
+		},
+		Peers: func() []identity.PeerName { return m.Routes().Reachable() },
+	})
+	if err != nil {
+		return err
+	}
+	defer alloc.Close()
+
 	mcfg := mesh.DefaultConfig()
 	mcfg.Peer = us
 	mcfg.Port = cfg.Port
@@ -157,8 +180,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer m.Close()
 
+	gc := m.NewGossipChannel(ipam.ChannelName, alloc)
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	alloc.Start(ctx, gc)
 	if err := ov.Start(ctx); err != nil {
 		return err
 	}
@@ -166,19 +192,41 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 
-	n := &node{
-		info: nodeInfo{
-			Version: cfg.Version, PID: os.Getpid(), Port: cfg.Port,
-			Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Config: cfg.reportMap(),
-		},
-		mesh: m, net: rt, stats: ov, state: state, log: log,
-		bridgeMAC: func() string {
-			if ifi, err := net.InterfaceByName(cfg.Bridge); err == nil {
-				return ifi.HardwareAddr.String()
-			}
-			return "-"
-		},
+	n.info = nodeInfo{
+		Version: cfg.Version, PID: os.Getpid(), Port: cfg.Port,
+		Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Config: cfg.reportMap(),
 	}
+	n.mesh, n.net, n.stats, n.ipam = m, rt, ov, alloc
+	n.bridgeMAC = func() string {
+		if ifi, err := net.InterfaceByName(cfg.Bridge); err == nil {
+			return ifi.HardwareAddr.String()
+		}
+		return "-"
+	}
+	var dockerWG sync.WaitGroup
+	defer func() {
+		cancel()
+		dockerWG.Wait()
+	}()
+	if !cfg.NoDocker {
+		eng, err := docker.New(log)
+		if err != nil {
+			log.Warn("docker: no client; Docker containers cannot be attached", "err", err)
+		} else {
+			n.docker = eng
+			dockerWG.Add(1)
+			go func() {
+				defer dockerWG.Done()
+				defer eng.Close()
+				docker.Watch(ctx, eng, log, dockerEvents{ctx: ctx, n: n})
+			}()
+		}
+	}
+	dockerWG.Add(1)
+	go func() {
+		defer dockerWG.Done()
+		reconcileLoop(ctx, n, reconcileInterval)
+	}()
 	if err := n.restoreTargets(cfg.Peers); err != nil {
 		return err
 	}
@@ -259,6 +307,10 @@ func (n *node) restoreTargets(extra []string) error {
 	return n.saveTargetsLocked()
 }
 
+// reconcileInterval is how often the container table is checked for
+// namespaces that vanished without an event.
+const reconcileInterval = 5 * time.Second
+
 // noRoutes is the routing table before the mesh has computed one: nothing
 // is reachable.
 type noRoutes struct{}
@@ -272,6 +324,7 @@ func (c Config) reportMap() map[string]any {
 		"name": c.Name, "nickname": c.NickName, "port": c.Port, "no_discovery": c.NoDiscovery,
 		"no_udp_offload": c.NoUDPOffload, "mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
 		"ipalloc_range": c.IPAllocRange, "ipalloc_default_subnet": c.IPAllocDefaultSubnet,
+		"ipalloc_init": c.IPAllocInit, "ipalloc_grace": c.IPAllocGrace.String(), "no_docker": c.NoDocker,
 		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress,
 		"password": c.Password != nil, "network_salt": c.NetworkSalt != "", "peers": c.Peers,
 		"run_dir": c.RunDir, "state_dir": c.StateDir, "bridge": c.Bridge,

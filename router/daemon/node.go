@@ -10,6 +10,8 @@ import (
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/api"
+	"github.com/weavelab/weave/router/docker"
+	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay"
 )
 
@@ -25,9 +27,10 @@ type (
 	}
 	// netPart is the host's container network.
 	netPart interface {
-		Attach(ctx context.Context, container string, addrs []string) ([]netip.Prefix, error)
-		Detach(ctx context.Context, container string, addrs []string) error
-		PS(ctx context.Context, containers ...string) ([]router.Attachment, error)
+		AttachRef(ctx context.Context, ref netdev.ContainerRef, prefixes []netip.Prefix) ([]netip.Prefix, error)
+		DetachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error)
+		PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]router.Attachment, error)
+		Reconcile() error
 		Expose(addrs []string) ([]netip.Prefix, error)
 		Hide(addrs []string) error
 		Exposed() ([]netip.Prefix, error)
@@ -53,6 +56,11 @@ type node struct {
 	stats statsPart
 	state *State
 	log   *slog.Logger
+	// ipam allocates addresses; docker resolves Docker containers (nil
+	// when there is no Docker client).
+	ipam   ipamPart
+	docker docker.Client
+	gone   containers
 	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
 	// leaves it out.
 	bridgeMAC func() string
@@ -119,36 +127,6 @@ func (n *node) saveTargetsLocked() error {
 	return n.state.SetTargets(n.mesh.Targets())
 }
 
-func (n *node) Attach(ctx context.Context, container string, addrs []string) ([]string, error) {
-	got, err := n.net.Attach(ctx, container, addrs)
-	if err != nil {
-		return nil, err
-	}
-	return prefixStrings(got), nil
-}
-
-func (n *node) Detach(ctx context.Context, container string, addrs []string) error {
-	return n.net.Detach(ctx, container, addrs)
-}
-
-func (n *node) PS(ctx context.Context, containers []string) ([]api.Container, error) {
-	as, err := n.net.PS(ctx, containers...)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Container, 0, len(as)+1)
-	if len(containers) == 0 && n.bridgeMAC != nil {
-		// Like Weave, ps shows the host's own addresses on the network.
-		if exposed, err := n.net.Exposed(); err == nil && len(exposed) > 0 {
-			out = append(out, api.Container{ID: ExposeID, MAC: n.bridgeMAC(), Addrs: prefixStrings(exposed)})
-		}
-	}
-	for _, a := range as {
-		out = append(out, api.Container{ID: a.ID, MAC: a.MAC, Addrs: prefixStrings(a.Addrs)})
-	}
-	return out, nil
-}
-
 func (n *node) Expose(ctx context.Context, addrs []string) ([]string, error) {
 	got, err := n.net.Expose(addrs)
 	if err != nil {
@@ -166,7 +144,9 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	if n.stats != nil {
 		st = n.stats.Stats()
 	}
-	return buildStatus(n.info, n.mesh.Status(), st), nil
+	out := buildStatus(n.info, n.mesh.Status(), st)
+	out.IPAM = n.ipamStatus(out.Peers)
+	return out, nil
 }
 
 func (n *node) Report(ctx context.Context) (api.Report, error) {
@@ -175,7 +155,7 @@ func (n *node) Report(ctx context.Context) (api.Report, error) {
 		return api.Report{}, err
 	}
 	rep := api.Report{Status: status, Config: n.info.Config}
-	as, err := n.net.PS(ctx)
+	as, err := n.net.PSRefs(ctx)
 	if err != nil {
 		return api.Report{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/weavelab/weave/mesh/topology"
 	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/api"
+	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay"
 )
 
@@ -67,24 +69,23 @@ type fakeNet struct {
 
 var _ netPart = (*fakeNet)(nil)
 
-func (n *fakeNet) Attach(ctx context.Context, c string, addrs []string) ([]netip.Prefix, error) {
-	ps, err := router.ParseAddrs(addrs)
-	if err != nil {
-		return nil, err
-	}
+func (n *fakeNet) AttachRef(ctx context.Context, ref netdev.ContainerRef, ps []netip.Prefix) ([]netip.Prefix, error) {
+	c := ref.String()
 	n.attached[c] = append(n.attached[c], ps...)
 	return n.attached[c], nil
 }
 
-func (n *fakeNet) Detach(ctx context.Context, c string, addrs []string) error {
-	if _, ok := n.attached[c]; !ok {
-		return errors.New("detach " + c + ": not attached")
+func (n *fakeNet) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error) {
+	c := ref.String()
+	had, ok := n.attached[c]
+	if !ok {
+		return nil, errors.New("detach " + c + ": not attached")
 	}
 	delete(n.attached, c)
-	return nil
+	return had, nil
 }
 
-func (n *fakeNet) PS(ctx context.Context, cs ...string) ([]router.Attachment, error) {
+func (n *fakeNet) PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]router.Attachment, error) {
 	var out []router.Attachment
 	for _, id := range slices.Sorted(func(yield func(string) bool) {
 		for k := range n.attached {
@@ -93,10 +94,15 @@ func (n *fakeNet) PS(ctx context.Context, cs ...string) ([]router.Attachment, er
 			}
 		}
 	}) {
+		if len(refs) > 0 && !slices.ContainsFunc(refs, func(r netdev.ContainerRef) bool { return r.String() == id }) {
+			continue
+		}
 		out = append(out, router.Attachment{ID: id, MAC: "0a:58:00:00:00:01", Addrs: n.attached[id]})
 	}
 	return out, nil
 }
+
+func (n *fakeNet) Reconcile() error { return nil }
 
 func (n *fakeNet) Expose(addrs []string) ([]netip.Prefix, error) {
 	ps, err := router.ParseAddrs(addrs)
@@ -187,7 +193,7 @@ func TestNodeContainers(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"10.2.1.4/24", "10.3.1.4/24"}) {
 		t.Fatalf("attach = %v, %v", got, err)
 	}
-	if _, err := n.Attach(ctx, "netns:c2", []string{"net:default"}); !errors.Is(err, router.ErrNeedIPAM) {
+	if _, err := n.Attach(ctx, "netns:c2", []string{"net:default"}); err == nil || !strings.Contains(err.Error(), "automatic allocation is off") {
 		t.Fatalf("attach net:default: err = %v", err)
 	}
 	cs, err := n.PS(ctx, nil)

@@ -29,6 +29,8 @@ type Control interface {
 	PS(ctx context.Context, containers []string) ([]api.Container, error)
 	Expose(ctx context.Context, addrs []string) ([]string, error)
 	Hide(ctx context.Context, addrs []string) error
+	RmPeer(ctx context.Context, peers []string) ([]api.RmPeerResult, error)
+	Leave(ctx context.Context) (api.LeaveResponse, error)
 }
 
 // maxRequest bounds a request body.
@@ -53,6 +55,11 @@ func NewHandler(ctl Control, version string, stop func(), log *slog.Logger) http
 	mux.HandleFunc("GET "+api.PathPS, h.ps)
 	mux.HandleFunc("POST "+api.PathExpose, h.expose)
 	mux.HandleFunc("POST "+api.PathHide, h.hide)
+	mux.HandleFunc("POST "+api.PathRmPeer, h.rmpeer)
+	mux.HandleFunc("POST "+api.PathLeave, func(w http.ResponseWriter, r *http.Request) {
+		resp, err := h.ctl.Leave(r.Context())
+		h.done(w, r, resp, err)
+	})
 	mux.HandleFunc("POST "+api.PathStop, func(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("stop requested over the API")
 		writeJSON(w, http.StatusOK, struct{}{})
@@ -149,6 +156,18 @@ func (h *handler) expose(w http.ResponseWriter, r *http.Request) {
 	}
 	addrs, err := h.ctl.Expose(r.Context(), req.Addrs)
 	h.done(w, r, api.AddrsResponse{Addrs: nonNilStrings(addrs)}, err)
+}
+
+func (h *handler) rmpeer(w http.ResponseWriter, r *http.Request) {
+	var req api.PeersRequest
+	if !h.decode(w, r, &req) {
+		return
+	}
+	removed, err := h.ctl.RmPeer(r.Context(), req.Peers)
+	if removed == nil {
+		removed = []api.RmPeerResult{}
+	}
+	h.done(w, r, api.RmPeerResponse{Removed: removed}, err)
 }
 
 func (h *handler) hide(w http.ResponseWriter, r *http.Request) {

@@ -16,13 +16,14 @@ const NetnsDir = "/var/run/netns"
 
 // Kinds of container reference.
 const (
-	KindNetns = "netns"
-	KindPID   = "pid"
+	KindNetns  = "netns"
+	KindPID    = "pid"
+	KindDocker = "docker"
 )
 
-// ErrDockerUnsupported is returned by ParseContainer for anything that is not
-// netns:... or pid:..., which would name a Docker container.
-var ErrDockerUnsupported = errors.New("docker containers are not supported yet: use netns:NAME or pid:N")
+// ErrNotNamespaceRef is returned by ParseContainer for anything that is not
+// netns:... or pid:...: the caller may resolve it as a Docker container.
+var ErrNotNamespaceRef = errors.New("not a namespace reference (netns:NAME, netns:PATH or pid:N)")
 
 // NSID identifies a network namespace by its nsfs device and inode, so two
 // references to one namespace (netns:NAME and pid:N) are recognised.
@@ -72,13 +73,22 @@ func ParseContainer(s string) (ContainerRef, error) {
 		}
 		return ContainerRef{Kind: KindPID, PID: pid, Path: "/proc/" + strconv.Itoa(pid) + "/ns/net"}, nil
 	default:
-		return ContainerRef{}, ErrDockerUnsupported
+		return ContainerRef{}, ErrNotNamespaceRef
 	}
 }
 
-// String is the canonical form: netns:NAME, netns:/PATH or pid:N.
+// DockerContainer refers to a running Docker container's namespace by the
+// container's full ID and its init process's pid (resolved by the caller).
+func DockerContainer(id string, pid int) ContainerRef {
+	return ContainerRef{Kind: KindDocker, Name: id, PID: pid, Path: "/proc/" + strconv.Itoa(pid) + "/ns/net"}
+}
+
+// String is the canonical form: netns:NAME, netns:/PATH, pid:N, or a Docker
+// container's full ID.
 func (c ContainerRef) String() string {
 	switch {
+	case c.Kind == KindDocker:
+		return c.Name
 	case c.Kind == KindPID:
 		return KindPID + ":" + strconv.Itoa(c.PID)
 	case c.Name != "":

@@ -49,8 +49,8 @@ func TestParseContainer(t *testing.T) {
 func TestParseContainerDocker(t *testing.T) {
 	for _, in := range []string{"web", "3f2a9c", "docker:web"} {
 		_, err := ParseContainer(in)
-		if !errors.Is(err, ErrDockerUnsupported) {
-			t.Errorf("ParseContainer(%q) = %v, want ErrDockerUnsupported", in, err)
+		if !errors.Is(err, ErrNotNamespaceRef) {
+			t.Errorf("ParseContainer(%q) = %v, want ErrNotNamespaceRef", in, err)
 		}
 	}
 }

@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/weavelab/weave/router/docker"
+	"github.com/weavelab/weave/router/netdev"
+)
+
+// dockerTimeout bounds each Engine call made for an event.
+const dockerTimeout = 10 * time.Second
+
+// dockerEvents is the docker.Handler of the daemon: containers that die
+// give their addresses a grace period, containers that restart within it
+// are attached again with the same addresses, containers that are removed
+// release theirs at once.
+type dockerEvents struct {
+	ctx context.Context
+	n   *node
+}
+
+var _ docker.Handler = dockerEvents{}
+
+func (e dockerEvents) OnEvent(ev docker.Event) {
+	n := e.n
+	switch ev.Action {
+	case docker.ActionDie:
+		// The namespace is gone: reconcile drops the record and holds
+		// its addresses (onGone).
+		if err := n.net.Reconcile(); err != nil {
+			n.log.Warn("reconcile after a container died", "container", ev.ID, "err", err)
+		}
+	case docker.ActionStart:
+		e.restart(ev.ID, false)
+	case docker.ActionDestroy:
+		n.gone.forget(ev.ID)
+		if n.ipam != nil {
+			if freed := n.ipam.Release(ev.ID); len(freed) > 0 {
+				n.log.Info("container removed; released its addresses", "container", ev.ID, "addrs", freed)
+			}
+		}
+	}
+}
+
+// restart attaches a container that started again with the addresses it
+// had, if it had any here: it died while we watched (or, with resync, it
+// holds addresses but is not attached). A container that weave run or
+// the API is attaching right now holds live addresses and is left alone.
+func (e dockerEvents) restart(id string, resync bool) {
+	n := e.n
+	addrs := n.gone.take(id)
+	wasGone := len(addrs) > 0
+	if n.ipam != nil {
+		for _, a := range n.ipam.Lookup(id) {
+			wasGone = wasGone || !a.ReleaseAt.IsZero()
+			if !slices.Contains(addrs, a.Prefix()) {
+				addrs = append(addrs, a.Prefix())
+			}
+		}
+	}
+	if len(addrs) == 0 || !wasGone && !resync {
+		return // not ours, or being attached now
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, dockerTimeout)
+	defer cancel()
+	c, err := n.docker.Inspect(ctx, id)
+	if err != nil {
+		n.log.Warn("cannot re-attach a restarted container", "container", id, "err", err)
+		return
+	}
+	if !c.Running {
+		n.gone.remember(id, addrs)
+		return
+	}
+	ref := netdev.DockerContainer(c.ID, c.PID)
+	if as, err := n.net.PSRefs(ctx, ref); err == nil && len(as) > 0 {
+		return // attached already (weave run raced us)
+	}
+	if n.ipam != nil {
+		for _, p := range addrs {
+			if err := n.ipam.Claim(ctx, id, p); err != nil {
+				n.log.Warn("cannot re-attach a restarted container", "container", id, "addr", p, "err", err)
+				return
+			}
+		}
+	}
+	got, err := n.net.AttachRef(ctx, ref, addrs)
+	if err != nil {
+		n.log.Warn("cannot re-attach a restarted container", "container", id, "err", err)
+		n.gone.remember(id, addrs)
+		return
+	}
+	n.log.Info("re-attached a restarted container", "container", id, "addrs", got)
+}
+
+// OnResync reconciles with the Engine after (re)connecting: containers
+// that died unseen hold their addresses, removed ones release theirs,
+// restarted ones are attached again.
+func (e dockerEvents) OnResync() {
+	n := e.n
+	if err := n.net.Reconcile(); err != nil {
+		n.log.Warn("reconcile with docker", "err", err)
+	}
+	if n.ipam == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, a := range n.ipam.Allocs() {
+		if !docker.IsFullID(a.ID) || seen[a.ID] {
+			continue
+		}
+		seen[a.ID] = true
+		ctx, cancel := context.WithTimeout(e.ctx, dockerTimeout)
+		c, err := n.docker.Inspect(ctx, a.ID)
+		cancel()
+		switch {
+		case errors.Is(err, docker.ErrNotFound):
+			n.gone.forget(a.ID)
+			n.log.Info("container removed while we were not watching; released its addresses", "container", a.ID, "addrs", n.ipam.Release(a.ID))
+		case err != nil:
+			n.log.Warn("cannot check container", "container", a.ID, "err", err)
+		case !c.Running:
+			n.ipam.Hold(a.ID)
+		default:
+			e.restart(a.ID, true)
+		}
+	}
+}
+
+// reconcileLoop reconciles the container table every interval, so that
+// namespaces that vanish (netns and pid containers, which send no events)
+// hold their addresses and then release them.
+func reconcileLoop(ctx context.Context, n *node, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.net.Reconcile(); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Debug("periodic reconcile", "err", err)
+			}
+		}
+	}
+}
