@@ -167,6 +167,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer alloc.Close()
+	reg.MustRegister(alloc.Collector())
 
 	mcfg := mesh.DefaultConfig()
 	mcfg.Peer = us

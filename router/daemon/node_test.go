@@ -65,11 +65,15 @@ func (m *fakeMesh) Status() mesh.Status { return m.status }
 type fakeNet struct {
 	attached map[string][]netip.Prefix
 	exposed  []netip.Prefix
+	fail     error // AttachRef's answer when set
 }
 
 var _ netPart = (*fakeNet)(nil)
 
 func (n *fakeNet) AttachRef(ctx context.Context, ref netdev.ContainerRef, ps []netip.Prefix) ([]netip.Prefix, error) {
+	if n.fail != nil {
+		return nil, n.fail
+	}
 	c := ref.String()
 	n.attached[c] = append(n.attached[c], ps...)
 	return n.attached[c], nil

@@ -106,6 +106,14 @@ func OpenContainer(ref ContainerRef) (*Container, error) {
 		ns.Close()
 		return nil, fmt.Errorf("%s is the host's own network namespace (use expose for host access)", ref.Path)
 	}
+	// Nor the machine's initial namespace, where a router in a test
+	// namespace would otherwise put ethwe (a container run with
+	// --net=host lives there).
+	var init unix.Stat_t
+	if err := unix.Stat("/proc/1/ns/net", &init); err == nil && (NSID{Dev: init.Dev, Ino: init.Ino}) == id {
+		ns.Close()
+		return nil, fmt.Errorf("%s is the machine's own network namespace (a container run with --net=host cannot be attached)", ref.Path)
+	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		ns.Close()
