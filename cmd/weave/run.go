@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -94,6 +95,9 @@ func (a *app) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := a.checkSubnets(ctx, addrs); err != nil {
+		return err
+	}
 	id, err := docker.Run(ctx, os.Environ(), dockerArgs)
 	if err != nil {
 		if id != "" {
@@ -105,10 +109,47 @@ func (a *app) run(ctx context.Context, args []string) error {
 	defer cancel()
 	if _, err := a.client().AttachOpts(actx, id, addrs, withoutDNS); err != nil {
 		a.removeContainer(id)
-		return fmt.Errorf("weave run: %w (container %s removed)", err, docker.ShortID(id))
+		msg := strings.ReplaceAll(err.Error(), id, docker.ShortID(id))
+		return fmt.Errorf("weave run: %s (container %s removed)", msg, docker.ShortID(id))
 	}
 	_, err = fmt.Fprintln(a.stdout, id)
 	return err
+}
+
+// checkSubnets refuses net:CIDR subnets that the router's allocation range
+// cannot serve before any container is started for them.
+func (a *app) checkSubnets(ctx context.Context, addrs []string) error {
+	var subnets []netip.Prefix
+	for _, s := range addrs {
+		if spec, err := router.ParseAddrSpec(s); err == nil && !spec.IsStatic() && !spec.Default {
+			subnets = append(subnets, spec.Subnet)
+		}
+	}
+	if len(subnets) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	st, err := a.client().Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.IPAM == nil {
+		return nil // the router will say
+	}
+	rng, err := netip.ParsePrefix(st.IPAM.Range)
+	if err != nil {
+		return nil
+	}
+	for _, sn := range subnets {
+		if !rng.Contains(sn.Addr()) || sn.Bits() < rng.Bits() {
+			return fmt.Errorf("weave run: subnet %s: outside the allocation range %s", sn, rng)
+		}
+		if sn.Bits() > 30 {
+			return fmt.Errorf("weave run: subnet %s: too small to allocate from (at most /30)", sn)
+		}
+	}
+	return nil
 }
 
 // removeContainer undoes a weave run whose attach failed.
@@ -138,7 +179,13 @@ func (a *app) rmpeerCommand() *cobra.Command {
 				return err
 			})
 			for _, r := range removed {
-				fmt.Fprintf(a.stdout, "%d IPs taken over from %s\n", r.Addresses, r.Peer)
+				// A peer that is gone may no longer be in the topology,
+				// which is where nicknames come from: then its name alone.
+				who := r.Peer.String()
+				if r.Peer.NickName == "" {
+					who = r.Peer.Name.String()
+				}
+				fmt.Fprintf(a.stdout, "%d IPs taken over from %s\n", r.Addresses, who)
 			}
 			return err
 		},

@@ -34,8 +34,9 @@ type ipamPart interface {
 var _ ipamPart = (*ipam.Allocator)(nil)
 
 // containers remembers, for containers that died, the addresses they had,
-// so that one that restarts gets them back (the IPAM addresses are also
-// held by the allocator for the grace period; this adds static ones).
+// so that one that restarts is attached again: with the same addresses
+// within the grace period (the allocator holds the IPAM ones that long),
+// after it with fresh ones from the same subnets.
 type containers struct {
 	mu   sync.Mutex
 	dead map[string][]netip.Prefix
@@ -101,11 +102,7 @@ func (n *node) inspect(ctx context.Context, container string) (docker.Container,
 	if n.docker == nil {
 		return docker.Container{}, fmt.Errorf("%q is not netns:NAME, netns:PATH or pid:N, and Docker is not available to this router", container)
 	}
-	c, err := n.docker.Inspect(ctx, container)
-	if errors.Is(err, docker.ErrUnavailable) {
-		return docker.Container{}, fmt.Errorf("%q is not netns:NAME, netns:PATH or pid:N, and %w", container, err)
-	}
-	return c, err
+	return n.docker.Inspect(ctx, container)
 }
 
 func (n *node) Attach(ctx context.Context, container string, addrs []string) ([]string, error) {

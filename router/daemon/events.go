@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"net/netip"
 	"time"
 
+	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/docker"
 	"github.com/weavelab/weave/router/netdev"
 )
@@ -79,18 +81,32 @@ func (e dockerEvents) restart(id string, resync bool) {
 	if as, err := n.net.PSRefs(ctx, ref); err == nil && len(as) > 0 {
 		return // attached already (weave run raced us)
 	}
+	// The same addresses where they are still ours to give (held for
+	// the container, or free), else fresh ones from the same subnets.
+	var specs []router.AddrSpec
+	held := map[netip.Addr]bool{}
 	if n.ipam != nil {
-		for _, p := range addrs {
-			if err := n.ipam.Claim(ctx, id, p); err != nil {
-				n.log.Warn("cannot re-attach a restarted container", "container", id, "addr", p, "err", err)
-				return
-			}
+		for _, a := range n.ipam.Lookup(id) {
+			held[a.Addr] = true
 		}
 	}
-	got, err := n.net.AttachRef(ctx, ref, addrs)
+	for _, p := range addrs {
+		spec := router.AddrSpec{Static: p}
+		if n.ipam != nil && n.ipam.InRange(p.Addr()) && !held[p.Addr()] {
+			if err := n.ipam.Claim(ctx, id, p); err != nil {
+				n.log.Info("restarted container's old address is taken; allocating another", "container", id, "addr", p, "err", err)
+				spec = router.AddrSpec{Subnet: p.Masked()}
+			}
+		}
+		specs = append(specs, spec)
+	}
+	got, err := n.attach(ctx, ref, id, specs)
 	if err != nil {
 		n.log.Warn("cannot re-attach a restarted container", "container", id, "err", err)
 		n.gone.remember(id, addrs)
+		if n.ipam != nil {
+			n.ipam.Hold(id)
+		}
 		return
 	}
 	n.log.Info("re-attached a restarted container", "container", id, "addrs", got)
