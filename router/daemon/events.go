@@ -3,8 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
-	"slices"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/weavelab/weave/router"
