@@ -114,7 +114,7 @@ func (r *Router) findLocked(id netdev.NSID) int {
 // checkFreeLocked checks that no address is in use: by another container,
 // by the host (exposed), or already by the container at index self.
 func (r *Router) checkFreeLocked(prefixes []netip.Prefix, self int) error {
-	exposed, err := r.bridge.Addrs()
+	exposed, err := r.exposedLocked()
 	if err != nil {
 		return err
 	}
@@ -127,6 +127,9 @@ func (r *Router) checkFreeLocked(prefixes []netip.Prefix, self int) error {
 				return fmt.Errorf("already attached with %s", p)
 			}
 			return fmt.Errorf("address %s already used by %s", p, rec.ID)
+		}
+		if p.Addr() == r.cfg.ServiceAddr {
+			return fmt.Errorf("address %s is the router's service address (weaveDNS)", p.Addr())
 		}
 		if slices.ContainsFunc(exposed, func(e netip.Prefix) bool { return e.Addr() == p.Addr() }) {
 			return fmt.Errorf("address %s already used by the host (weave expose)", p)
@@ -158,12 +161,17 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 	if err := c.AddAddrs(prefixes); err != nil {
 		return undo(err)
 	}
+	if err := r.addServiceRoutes(c, iface.MAC.String(), prefixes, true); err != nil {
+		r.delHostRoutes(prefixes)
+		return undo(err)
+	}
 	rec := &record{ID: c.Ref.String(), NS: c.ID, HostVeth: host, MAC: iface.MAC.String(), Addrs: slices.Clone(prefixes)}
 	if c.Ref.Kind == netdev.KindDocker {
 		rec.DockerPID = c.Ref.PID
 	}
 	recs := append(slices.Clone(r.recs), rec)
 	if err := saveState(r.cfg.StateDir, r.cfg.Bridge, recs); err != nil {
+		r.delHostRoutes(prefixes)
 		return undo(err)
 	}
 	r.recs = recs
@@ -173,6 +181,11 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 // addAddrsLocked adds addresses to the attached container at index i.
 func (r *Router) addAddrsLocked(c *netdev.Container, i int, prefixes []netip.Prefix) error {
 	if err := c.AddAddrs(prefixes); err != nil {
+		return err
+	}
+	if err := r.addServiceRoutes(c, r.recs[i].MAC, prefixes, false); err != nil {
+		r.delHostRoutes(prefixes)
+		c.DelAddrs(prefixes)
 		return err
 	}
 	recs := slices.Clone(r.recs)
@@ -275,6 +288,7 @@ func (r *Router) detachRef(ctx context.Context, ref netdev.ContainerRef, pick fu
 			return nil, err
 		}
 		recs = slices.Delete(recs, i, i+1)
+		r.delHostRoutes(rec.Addrs)
 		log.Info("detached", "addr", rec.Addrs)
 	} else {
 		if err := c.DelAddrs(prefixes); err != nil {
@@ -283,6 +297,7 @@ func (r *Router) detachRef(ctx context.Context, ref netdev.ContainerRef, pick fu
 		upd := rec.clone()
 		upd.Addrs = left
 		recs[i] = upd
+		r.delHostRoutes(prefixes)
 		log.Info("detached", "addr", prefixes)
 	}
 	// The kernel has changed; a failure to save is reported but the table

@@ -32,7 +32,7 @@ func (r *Router) expose(addrs []string) ([]netip.Prefix, error) {
 	if err := r.reconcileLocked(); err != nil {
 		return nil, err
 	}
-	exposed, err := r.bridge.Addrs()
+	exposed, err := r.exposedLocked()
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +42,9 @@ func (r *Router) expose(addrs []string) ([]netip.Prefix, error) {
 			if rec.has(p.Addr()) {
 				return nil, fmt.Errorf("address %s already used by %s", p, rec.ID)
 			}
+		}
+		if p.Addr() == r.cfg.ServiceAddr {
+			return nil, fmt.Errorf("address %s is the router's service address (weaveDNS)", p.Addr())
 		}
 		if slices.Contains(exposed, p) {
 			continue
@@ -87,7 +90,7 @@ func (r *Router) hide(addrs []string) error {
 	if r.closed {
 		return ErrClosed
 	}
-	exposed, err := r.bridge.Addrs()
+	exposed, err := r.exposedLocked()
 	if err != nil {
 		return err
 	}
@@ -117,5 +120,16 @@ func (r *Router) Exposed() ([]netip.Prefix, error) {
 	if r.closed {
 		return nil, ErrClosed
 	}
-	return r.bridge.Addrs()
+	return r.exposedLocked()
+}
+
+// exposedLocked lists the bridge's addresses but the service address.
+func (r *Router) exposedLocked() ([]netip.Prefix, error) {
+	addrs, err := r.bridge.Addrs()
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(addrs, func(p netip.Prefix) bool {
+		return r.cfg.ServiceAddr.IsValid() && p == netip.PrefixFrom(r.cfg.ServiceAddr, 32)
+	}), nil
 }

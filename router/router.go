@@ -41,6 +41,12 @@ type Config struct {
 	StateDir string
 	// Logger for attach/detach events; nil discards.
 	Logger *slog.Logger
+	// ServiceAddr, if valid, is the link-local address on the bridge where
+	// containers reach this host's router (weaveDNS): every attached
+	// container gets a route and a permanent neighbour entry for it, and
+	// the host a route back to each container address (see
+	// netdev.Bridge.AddHostRoute).
+	ServiceAddr netip.Addr
 	// OnGone, if set, is told of each attached container found gone (its
 	// namespace or ethwe vanished) with the addresses it had, so that they
 	// can be released. It is called with the Router's lock held: it must

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -51,6 +52,12 @@ func New(cfg Config) (*Router, error) {
 	tap, err := netdev.OpenTAP(cfg.TAPName, cfg.Bridge, cfg.HostMTU)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	if cfg.ServiceAddr.IsValid() {
+		if err := br.EnsureServiceAddr(cfg.ServiceAddr); err != nil {
+			tap.Close()
+			return nil, fmt.Errorf("router: %w", err)
+		}
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger, bridge: br, tap: tap, recs: recs}
 	r.mu.Lock()
@@ -159,6 +166,7 @@ func (r *Router) reconcileLocked() error {
 	}
 	r.recs = kept
 	for _, rec := range gone {
+		r.delHostRoutes(rec.Addrs)
 		if r.cfg.OnGone != nil {
 			r.cfg.OnGone(rec.ID, slices.Clone(rec.Addrs))
 		}
@@ -230,4 +238,47 @@ func (r *Router) checkRecord(rec *record) (keep bool, updated *record) {
 	upd := rec.clone()
 	upd.MAC, upd.Addrs = mac, addrs
 	return true, upd
+}
+
+// addServiceRoutes gives a container the way to the service address and
+// the host the way back to its addresses.
+func (r *Router) addServiceRoutes(c *netdev.Container, mac string, prefixes []netip.Prefix, fresh bool) error {
+	svc := r.cfg.ServiceAddr
+	if !svc.IsValid() {
+		return nil
+	}
+	if fresh {
+		brMAC, err := r.bridge.MAC()
+		if err != nil {
+			return err
+		}
+		if err := c.AddServiceRoute(svc, brMAC); err != nil {
+			return err
+		}
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return err
+	}
+	for _, p := range prefixes {
+		if !p.Addr().Is4() {
+			continue
+		}
+		if err := r.bridge.AddHostRoute(p.Addr(), hw, svc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// delHostRoutes removes the host's routes back to container addresses.
+func (r *Router) delHostRoutes(prefixes []netip.Prefix) {
+	if !r.cfg.ServiceAddr.IsValid() {
+		return
+	}
+	for _, p := range prefixes {
+		if err := r.bridge.DelHostRoute(p.Addr()); err != nil {
+			r.log.Debug("remove host route", "addr", p, "err", err)
+		}
+	}
 }
