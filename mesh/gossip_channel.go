@@ -4,10 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
 )
+
+// incompatibleCloseDelay is how long a connection to an incompatible peer
+// stays up after we found out, for our own state to reach it.
+const incompatibleCloseDelay = 500 * time.Millisecond
 
 // Gossiper is the state a gossip channel replicates, as implemented by its
 // user (DNS, IPAM). Its methods are called from connection goroutines,
@@ -172,8 +177,11 @@ func (r *Router) onGossip(from *conn, m gossipMsg) {
 		}
 		delta, err := gc.g.OnGossip(from.remote().Name, m.payload)
 		if errors.Is(err, ErrIncompatible) {
+			// Close a moment later, so that the state we sent when the
+			// connection came up reaches the peer, which then finds
+			// the incompatibility (and says so) too.
 			r.log.Error("closing connection to an incompatible peer", "channel", m.channel, "remote", from.remote().String(), "err", err)
-			from.close(err)
+			time.AfterFunc(incompatibleCloseDelay, func() { from.close(err) })
 			return
 		}
 		if err != nil {

@@ -77,7 +77,11 @@ func (r *Router) attachRef(ctx context.Context, ref netdev.ContainerRef, prefixe
 	if r.closed {
 		return nil, ErrClosed
 	}
-	if err := r.reconcileLocked(); err != nil {
+	// Records of this namespace, or holding one of the addresses, may be
+	// stale (their container gone): only those matter here.
+	if err := r.reconcileSomeLocked(func(rec *record) bool {
+		return rec.NS == c.ID || rec.ID == c.Ref.String() || slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return rec.has(p.Addr()) })
+	}); err != nil {
 		return nil, err
 	}
 	i := r.findLocked(c.ID)
@@ -255,7 +259,7 @@ func (r *Router) detachRef(ctx context.Context, ref netdev.ContainerRef, pick fu
 	if r.closed {
 		return nil, ErrClosed
 	}
-	if err := r.reconcileLocked(); err != nil {
+	if err := r.reconcileSomeLocked(func(rec *record) bool { return rec.NS == c.ID }); err != nil {
 		return nil, err
 	}
 	i := r.findLocked(c.ID)

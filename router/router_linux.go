@@ -149,10 +149,22 @@ func ResetHost(cfg Config) error {
 // dropped; MAC and addresses are refreshed from ethwe. It saves the table
 // if anything changed.
 func (r *Router) reconcileLocked() error {
+	return r.reconcileSomeLocked(func(*record) bool { return true })
+}
+
+// reconcileSomeLocked is reconcileLocked for the records which selects:
+// attach and detach look only at the records that could conflict, so that
+// their cost does not grow with the number of attached containers (the
+// daemon reconciles everything periodically).
+func (r *Router) reconcileSomeLocked(which func(*record) bool) error {
 	changed := false
 	var gone []*record
 	kept := r.recs[:0:0]
 	for _, rec := range r.recs {
+		if !which(rec) {
+			kept = append(kept, rec)
+			continue
+		}
 		keep, upd := r.checkRecord(rec)
 		if !keep {
 			changed = true

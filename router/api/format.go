@@ -339,6 +339,9 @@ func peerString(p identity.Peer) string {
 	if p.Name == identity.UnknownPeer {
 		return "-"
 	}
+	if p.NickName == "" {
+		return p.Name.String()
+	}
 	return p.String()
 }
 

@@ -176,6 +176,9 @@ func (c *Config) Validate() error {
 		if err != nil {
 			return bad("--ipalloc-range %q: want a CIDR like 10.32.0.0/12", c.IPAllocRange)
 		}
+		if !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 1 {
+			return bad("--ipalloc-range %s: want an IPv4 range from /1 to /30", p)
+		}
 		rng = p.Masked()
 	}
 	if c.IPAllocDefaultSubnet != "" {

@@ -135,6 +135,18 @@ func (n *node) attach(ctx context.Context, ref netdev.ContainerRef, id string, s
 		undo()
 		return nil, unwrapAttach(err, ref)
 	}
+	// Attaching may have found an earlier incarnation of the container
+	// (same ID) gone, which put its addresses on hold: they are this
+	// one's now.
+	if n.ipam != nil {
+		for _, p := range got {
+			if n.ipam.InRange(p.Addr()) {
+				if err := n.ipam.Claim(ctx, id, p); err != nil {
+					n.log.Warn("attached address not recorded as ours", "container", id, "addr", p, "err", err)
+				}
+			}
+		}
+	}
 	return got, nil
 }
 
@@ -342,10 +354,7 @@ func (n *node) RmPeer(ctx context.Context, peers []string) ([]api.RmPeerResult, 
 // peerByName finds a peer by name (MAC form) or by the nickname the mesh
 // knows for it.
 func (n *node) peerByName(s string) (identity.Peer, error) {
-	known := map[identity.PeerName]identity.Peer{}
-	for _, p := range n.mesh.Status().Peers {
-		known[p.Name] = p.Peer
-	}
+	known := n.knownPeers()
 	if name, err := identity.ParsePeerName(s); err == nil {
 		if p, ok := known[name]; ok {
 			return p, nil
@@ -386,10 +395,7 @@ func (n *node) ipamStatus(peers []api.Peer) *api.IPAM {
 		return nil
 	}
 	st := n.ipam.Status()
-	known := map[identity.PeerName]identity.Peer{}
-	for _, p := range peers {
-		known[p.Name] = p.Peer
-	}
+	known := n.knownPeers()
 	who := func(name identity.PeerName) identity.Peer {
 		if p, ok := known[name]; ok {
 			return p
@@ -408,6 +414,32 @@ func (n *node) ipamStatus(peers []api.Peer) *api.IPAM {
 	}
 	for _, p := range st.Peers {
 		out.Peers = append(out.Peers, api.IPAMPeer{Peer: who(p.Peer), Size: p.Size, Free: p.Free, Reachable: p.Reachable, Us: p.Us})
+	}
+	return out
+}
+
+// peerCache remembers the nicknames of peers the mesh has shown us, so that
+// a peer that has gone (and left the topology) can still be named by its
+// nickname, in rmpeer and status ipam.
+type peerCache struct {
+	mu sync.Mutex
+	m  map[identity.PeerName]identity.Peer
+}
+
+// knownPeers returns every peer the mesh shows now or has shown.
+func (n *node) knownPeers() map[identity.PeerName]identity.Peer {
+	peers := n.mesh.Status().Peers
+	n.peers.mu.Lock()
+	defer n.peers.mu.Unlock()
+	if n.peers.m == nil {
+		n.peers.m = make(map[identity.PeerName]identity.Peer)
+	}
+	for _, p := range peers {
+		n.peers.m[p.Name] = p.Peer
+	}
+	out := make(map[identity.PeerName]identity.Peer, len(n.peers.m))
+	for k, v := range n.peers.m {
+		out[k] = v
 	}
 	return out
 }

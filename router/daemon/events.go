@@ -148,7 +148,8 @@ func (e dockerEvents) OnResync() {
 
 // reconcileLoop reconciles the container table every interval, so that
 // namespaces that vanish (netns and pid containers, which send no events)
-// hold their addresses and then release them.
+// hold their addresses and then release them; it also notes the peers'
+// nicknames.
 func reconcileLoop(ctx context.Context, n *node, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -160,6 +161,7 @@ func reconcileLoop(ctx context.Context, n *node, interval time.Duration) {
 			if err := n.net.Reconcile(); err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Debug("periodic reconcile", "err", err)
 			}
+			n.knownPeers() // remember nicknames while the peers are there
 		}
 	}
 }

@@ -61,6 +61,7 @@ type node struct {
 	ipam   ipamPart
 	docker docker.Client
 	gone   containers
+	peers  peerCache
 	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
 	// leaves it out.
 	bridgeMAC func() string

@@ -13,18 +13,21 @@ import (
 )
 
 // Scenario names, in the order they run and print. VXLAN runs first so
-// that the weave rows can be compared with it.
+// that the weave rows can be compared with it. The ipam scenario measures
+// `weave attach` latency on hosts of its own (see ipam_linux.go), not the
+// data path.
 const (
 	scenarioVXLAN     = "vxlan"
 	scenarioWeave     = "weave"
 	scenarioEncrypted = "weave-encrypted"
+	scenarioIPAM      = "ipam"
 )
 
 // vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted}
+var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM}
 
 // config is what the flags ask for.
 type config struct {
@@ -33,6 +36,7 @@ type config struct {
 	interval  time.Duration // between echo requests
 	scenarios []string      // subset of allScenarios, in their order
 	vxlanMTU  int           // container MTU in the VXLAN scenario
+	attaches  int           // weave attach calls per measurement of the ipam scenario
 	jsonOut   string        // file for the JSON report, "" for none
 	weaveBin  string        // prebuilt weave binary, "" to build ./cmd/weave
 	verbose   bool          // log every command
@@ -44,7 +48,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./test/bench [flags] (as root)\n\n"+
 			"Measures iperf3 TCP throughput (1 and 4 streams) and ping latency between two\n"+
-			"container namespaces on two host namespaces, for: %s.\n\n", strings.Join(allScenarios, ", "))
+			"container namespaces on two host namespaces, for: %s;\n"+
+			"and (scenario %s) the latency of `weave attach` with an allocated address, in turn\n"+
+			"on one host (next to static-address attaches) and all at once over three hosts.\n\n",
+			strings.Join(dataPathScenarios(), ", "), scenarioIPAM)
 		fs.PrintDefaults()
 	}
 	var cfg config
@@ -53,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.pings, "pings", 200, "echo requests per latency measurement")
 	fs.DurationVar(&cfg.interval, "ping-interval", 10*time.Millisecond, "interval between echo requests")
 	fs.IntVar(&cfg.vxlanMTU, "vxlan-mtu", vxlanMaxMTU, "container MTU in the vxlan scenario (1376 matches weave's default)")
+	fs.IntVar(&cfg.attaches, "attaches", 100, "weave attach calls per measurement in the ipam scenario")
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.weaveBin, "weave", "", "weave binary to use (default: go build ./cmd/weave into a temporary directory)")
@@ -77,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.interval < 2*time.Millisecond {
 		return fail("-ping-interval %v: want at least 2ms", cfg.interval)
+	}
+	if cfg.attaches < 1 || cfg.attaches > maxAttaches {
+		return fail("-attaches %d: want 1 to %d", cfg.attaches, maxAttaches)
 	}
 	if cfg.vxlanMTU < 1280 || cfg.vxlanMTU > vxlanMaxMTU {
 		return fail("-vxlan-mtu %d: want 1280 to %d (the 1500 underlay less VXLAN's 50 bytes)", cfg.vxlanMTU, vxlanMaxMTU)
@@ -108,13 +119,27 @@ func (c config) needsWeave() bool {
 	return slices.ContainsFunc(c.scenarios, func(s string) bool { return s != scenarioVXLAN })
 }
 
+// needsLab reports whether any selected scenario measures the data path
+// (and so needs the two-host lab, iperf3 and ping).
+func (c config) needsLab() bool {
+	return slices.ContainsFunc(c.scenarios, func(s string) bool { return s != scenarioIPAM })
+}
+
+// dataPathScenarios are the scenarios measured with iperf3 and ping.
+func dataPathScenarios() []string {
+	return slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == scenarioIPAM })
+}
+
 // checkPrerequisites fails with a message that says how to fix it when
 // not run as root or when a tool is missing.
 func checkPrerequisites(cfg config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("this benchmark builds network namespaces: run it as root (sudo go run ./test/bench, or sudo make bench)")
 	}
-	tools := []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"ss", "iproute2"}, {"iperf3", "iperf3"}, {"ping", "iputils-ping"}}
+	tools := []struct{ cmd, pkg string }{{"ip", "iproute2"}}
+	if cfg.needsLab() {
+		tools = append(tools, []struct{ cmd, pkg string }{{"ss", "iproute2"}, {"iperf3", "iperf3"}, {"ping", "iputils-ping"}}...)
+	}
 	if cfg.needsWeave() && cfg.weaveBin == "" {
 		tools = append(tools, struct{ cmd, pkg string }{"go", "golang (or pass -weave BINARY)"})
 	}

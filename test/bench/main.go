@@ -2,14 +2,18 @@
 // and four streams) and ping latency across two host network namespaces:
 // for the kernel's VXLAN as the baseline, and for weave plain and encrypted
 // between the same namespaces. It prints one row per scenario with the ratio
-// weave/VXLAN. `make bench` runs it.
+// weave/VXLAN. Scenario ipam measures instead the wall time of `weave
+// attach` with an allocated address (median and p99): in turn on one host,
+// next to static-address attaches measured in the same run (and the
+// ratio), and all at once over three hosts on a LAN of their own. `make
+// bench` runs it.
 //
-//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,ipam] [-attaches 100] [-json out.json] [-weave bin/weave] [-v]
 //
-// It needs root and ip (iproute2), iperf3 and ping (iputils). Everything it
-// makes (namespaces named wb<pid>-*, links inside them, processes it
-// started, temporary directories) is removed on exit, also after a failure
-// or SIGINT. Traffic stays inside those namespaces.
+// It needs root and ip (iproute2), and for the data path iperf3 and ping
+// (iputils). Everything it makes (namespaces named wb<pid>-*, links inside
+// them, processes it started, temporary directories) is removed on exit,
+// also after a failure or SIGINT. Traffic stays inside those namespaces.
 package main
 
 import (

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,8 +29,14 @@ type result struct {
 	// iperf3 runs, in percent of one core.
 	RouterCPUPct float64 `json:"router_cpu_percent,omitempty"`
 	VsVXLAN      *ratios `json:"vs_vxlan,omitempty"`
-	Error        string  `json:"error,omitempty"`
+	// Attach holds the ipam scenario's figures (the fields above are
+	// the data path's and stay zero in its row).
+	Attach *attachResult `json:"attach,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
+
+// dataPath reports whether the row measures the data path (iperf3, ping).
+func (res *result) dataPath() bool { return res.Scenario != scenarioIPAM }
 
 // ratios compare a row with the VXLAN row: throughput weave/VXLAN (higher
 // is better) and latency weave/VXLAN (lower is better). Zero: not known.
@@ -78,7 +85,7 @@ func newReport(cfg config, results []result) *report {
 		}
 	}
 	for i := range results {
-		if res := &results[i]; base != nil && res != base {
+		if res := &results[i]; base != nil && res != base && res.dataPath() {
 			res.VsVXLAN = &ratios{
 				Gbps1:   ratio(res.Gbps1, base.Gbps1),
 				Gbps4:   ratio(res.Gbps4, base.Gbps4),
@@ -122,12 +129,37 @@ func (r *report) print(w io.Writer) {
 		}
 		return fmt.Sprintf("%.2fx", v)
 	}
+	if slices.ContainsFunc(r.Results, func(res result) bool { return res.dataPath() }) {
+		r.printDataPath(w, num, x)
+	}
+	for _, res := range r.Results {
+		if !res.dataPath() {
+			printAttach(w, res)
+		}
+	}
+	for _, res := range r.Results {
+		if res.Error != "" {
+			fmt.Fprintf(w, "\n%s failed: %s\n", res.Scenario, indent(res.Error))
+		}
+	}
+	m := r.Machine
+	fmt.Fprintf(w, "\nmachine: nproc %d (%s), kernel %s, %s, %s, load average %s\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.Iperf3, m.LoadAvg)
+	if slices.ContainsFunc(r.Results, func(res result) bool { return res.dataPath() }) {
+		fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better); router CPU: both weave routers during iperf3, % of one core")
+	}
+}
+
+// printDataPath writes the table of the data-path rows.
+func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x func(float64) string) {
 	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d\n\n",
 		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping avg ms\tp99 ms\tmax ms\t"+
 		"1 stream/vxlan\t4 streams/vxlan\tavg/vxlan\tp99/vxlan\trouter CPU\tstatus\t")
 	for _, res := range r.Results {
+		if !res.dataPath() {
+			continue
+		}
 		rt := ratios{}
 		if res.VsVXLAN != nil {
 			rt = *res.VsVXLAN
@@ -146,14 +178,6 @@ func (r *report) print(w io.Writer) {
 			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingAvg), x(rt.PingP99), cpu, status)
 	}
 	tw.Flush()
-	for _, res := range r.Results {
-		if res.Error != "" {
-			fmt.Fprintf(w, "\n%s failed: %s\n", res.Scenario, indent(res.Error))
-		}
-	}
-	m := r.Machine
-	fmt.Fprintf(w, "\nmachine: nproc %d (%s), kernel %s, %s, %s, load average %s\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.Iperf3, m.LoadAvg)
-	fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better); router CPU: both weave routers during iperf3, % of one core")
 }
 
 // writeJSON writes the report to path.

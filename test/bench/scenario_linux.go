@@ -5,26 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 )
 
-// runScenarios builds the lab, runs each selected scenario in turn (set
-// up, measure, tear down) and removes the lab. A failing scenario gets its
-// error in its row and the others still run; the error returned is for
-// the lab itself or an interruption.
+// runScenarios builds the lab (when a data-path scenario is selected),
+// runs each selected scenario in turn (set up, measure, tear down) and
+// removes the lab. A failing scenario gets its error in its row and the
+// others still run; the error returned is for the lab itself or an
+// interruption.
 func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, error) {
 	undo := newCleanups(log)
 	defer undo.run()
-	l, err := newLab(ctx, log, undo)
-	if err != nil {
-		return nil, fmt.Errorf("building the lab: %w", err)
+	var l *lab
+	var tmp string
+	if cfg.needsLab() {
+		var err error
+		if l, err = newLab(ctx, log, undo); err != nil {
+			return nil, fmt.Errorf("building the lab: %w", err)
+		}
+		tmp = l.tmp
+		log.Info("lab ready", "hosts", l.hosts[0].name+" "+l.hosts[1].name, "lan", lanSubnet+".0/24", "mtu", lanMTU)
+	} else {
+		var err error
+		if tmp, err = os.MkdirTemp("", fmt.Sprintf("wb%d-", os.Getpid())); err != nil {
+			return nil, fmt.Errorf("temporary directory: %w", err)
+		}
+		undo.push("remove "+tmp, func() error { return os.RemoveAll(tmp) })
 	}
-	log.Info("lab ready", "hosts", l.hosts[0].name+" "+l.hosts[1].name, "lan", lanSubnet+".0/24", "mtu", lanMTU)
 
 	weaveBin, binErr := cfg.weaveBin, error(nil)
 	if cfg.needsWeave() && weaveBin == "" {
 		log.Info("building ./cmd/weave")
-		if weaveBin, binErr = buildWeave(ctx, l.tmp); binErr != nil {
+		if weaveBin, binErr = buildWeave(ctx, tmp); binErr != nil {
 			log.Error("weave scenarios cannot run", "err", binErr)
 		}
 	}
@@ -37,7 +50,15 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		res := result{Scenario: name}
 		log.Info("scenario start", "scenario", name)
 		start := time.Now()
-		err := runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
+		var err error
+		switch {
+		case name == scenarioIPAM && binErr != nil:
+			err = binErr
+		case name == scenarioIPAM:
+			err = runIPAM(ctx, cfg, log, tmp, weaveBin, &res)
+		default:
+			err = runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
+		}
 		if err != nil {
 			res.Error = err.Error()
 			log.Error("scenario failed", "scenario", name, "err", err)

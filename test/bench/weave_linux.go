@@ -14,7 +14,10 @@ import (
 )
 
 const (
-	weaveSubnet   = "10.40.0"
+	// weaveSubnet is outside weave's default --ipalloc-range
+	// (10.32.0.0/12): a static address inside it must lie in the
+	// attaching router's share of the range, which h2's would not.
+	weaveSubnet   = "10.1.40"
 	weaveCtrIf    = "ethwe" // the container end weave attach makes
 	benchPassword = "weave-bench-password"
 )
@@ -164,6 +167,12 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, und
 // waitEstablished polls `weave status connections --json` until the host
 // has an established connection.
 func waitEstablished(ctx context.Context, w *weaveHost) error {
+	return waitEstablishedN(ctx, w, 1)
+}
+
+// waitEstablishedN polls `weave status connections --json` until the host
+// has at least n established connections.
+func waitEstablishedN(ctx context.Context, w *weaveHost, n int) error {
 	err := poll(ctx, 30*time.Second, 250*time.Millisecond, func() (bool, string) {
 		out, err := w.weave(ctx, "status", "connections", "--json")
 		if err != nil {
@@ -178,9 +187,10 @@ func waitEstablished(ctx context.Context, w *weaveHost) error {
 			return false, fmt.Sprintf("weave status connections --json: %v: %q", err, lastLines(out, 3))
 		}
 		var states []string
+		established := 0
 		for _, c := range conns {
 			if c.State == "established" {
-				return true, ""
+				established++
 			}
 			s := c.Addr + " " + c.State
 			if c.Reason != "" {
@@ -188,10 +198,10 @@ func waitEstablished(ctx context.Context, w *weaveHost) error {
 			}
 			states = append(states, s)
 		}
-		return false, fmt.Sprintf("no established connection: [%s]", strings.Join(states, "; "))
+		return established >= n, fmt.Sprintf("%d established connections, want %d: [%s]", established, n, strings.Join(states, "; "))
 	})
 	if err != nil {
-		return fmt.Errorf("%s: waiting for weave connection: %w\nweave.log: %s", w.short, err, w.logTail(5))
+		return fmt.Errorf("%s: waiting for weave connections: %w\nweave.log: %s", w.short, err, w.logTail(5))
 	}
 	return nil
 }

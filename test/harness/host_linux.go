@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/router/api"
+	"github.com/weavelab/weave/router/daemon"
 )
 
 // Host is one machine of the test: a namespace on the LAN that runs one
@@ -133,8 +134,17 @@ func (h *Host) Kill() {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		h.lan.t.Fatalf("%s: kill %d: %v", h.HostName, pid, err)
 	}
+	// The main thread turns zombie before the others have exited and let
+	// go of the pid file's lock: wait for both.
+	pidFile := filepath.Join(h.RunDir, "weave.pid")
 	WaitFor(h.lan.t, 10*time.Second, func() (bool, string) {
-		return processGone(pid), fmt.Sprintf("pid %d still running", pid)
+		if !processGone(pid) {
+			return false, fmt.Sprintf("pid %d still running", pid)
+		}
+		if held, _ := daemon.LockHolder(pidFile); held {
+			return false, fmt.Sprintf("pid %d gone but its pid file is still locked", pid)
+		}
+		return true, ""
 	})
 	h.lan.t.Logf("%s: killed router pid %d", h.HostName, pid)
 }
