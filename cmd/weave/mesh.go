@@ -53,16 +53,16 @@ func (a *app) forgetCommand() *cobra.Command {
 func (a *app) statusCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status [peers | connections | targets] [--json]",
+		Use:   "status [peers | connections | targets | ipam] [--json]",
 		Short: "show the router's status, or one section of it",
 		Long: "Show the router's status: a summary (name, encryption, discovery, port, MTU and counts), or\n" +
 			"one section: peers (the mesh as gossip tells it), connections (ours, with state, reason and\n" +
-			"data-plane counters) or targets (the addresses given by launch and connect). --json prints the\n" +
-			"same as JSON. The sections dns and ipam come with weaveDNS and IPAM, which this version does\n" +
-			"not have yet.",
+			"data-plane counters), targets (the addresses given by launch and connect) or ipam (the\n" +
+			"address allocator: range, state, each peer's share). --json prints the same as JSON. The\n" +
+			"section dns comes with weaveDNS, which this version does not have yet.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return fmt.Errorf("usage: weave status [peers | connections | targets] [--json]")
+				return fmt.Errorf("usage: weave status [peers | connections | targets | ipam] [--json]")
 			}
 			return nil
 		},
