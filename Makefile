@@ -11,7 +11,7 @@ PKGS     := ./...
 FUZZTIME ?= 10s
 BENCHFLAGS ?=
 # Debian packages the tests use, with the command that tells each is there.
-DEPS     := iputils-ping:ping iperf3:iperf3 dnsutils:dig tcpdump:tcpdump nftables:nft iproute2:ip
+DEPS     := iputils-ping:ping iperf3:iperf3 dnsutils:dig tcpdump:tcpdump nftables:nft iproute2:ip dnsmasq-base:dnsmasq
 
 .PHONY: build test e2e bench fuzz lint tidy deps root clean
 

@@ -66,6 +66,7 @@ func New(cfg Config) (*Router, error) {
 		tap.Close()
 		return nil, fmt.Errorf("router: %w", err)
 	}
+	r.refreshServiceRoutesLocked()
 	r.log.Info("bridge ready", "bridge", cfg.Bridge, "tap", cfg.TAPName, "mtu", cfg.MTU, "host_mtu", cfg.HostMTU, "attachments", len(r.recs))
 	return r, nil
 }
@@ -292,5 +293,28 @@ func (r *Router) delHostRoutes(prefixes []netip.Prefix) {
 		if err := r.bridge.DelHostRoute(p.Addr()); err != nil {
 			r.log.Debug("remove host route", "addr", p, "err", err)
 		}
+	}
+}
+
+// refreshServiceRoutesLocked re-asserts every attached container's way to
+// the service address and the host's way back (a restarted router, or a
+// bridge whose MAC changed under an older version). Failures are logged.
+func (r *Router) refreshServiceRoutesLocked() {
+	if !r.cfg.ServiceAddr.IsValid() {
+		return
+	}
+	for _, rec := range r.recs {
+		ref, err := rec.ref()
+		if err != nil {
+			continue
+		}
+		c, err := netdev.OpenContainer(ref)
+		if err != nil {
+			continue
+		}
+		if err := r.addServiceRoutes(c, rec.MAC, rec.Addrs, true); err != nil {
+			r.log.Warn("cannot refresh a container's route to the service address", "container", rec.ID, "err", err)
+		}
+		c.Close()
 	}
 }

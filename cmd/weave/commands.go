@@ -75,6 +75,9 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		a.hideCommand(),
 		a.runCommand(),
 		a.rmpeerCommand(),
+		a.dnsAddCommand(),
+		a.dnsRemoveCommand(),
+		a.dnsLookupCommand(),
 	)
 	return root
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -10,9 +9,6 @@ import (
 
 	"github.com/weavelab/weave/router/api"
 )
-
-// errNoDNS is returned for DNS options, which come with the DNS issue.
-var errNoDNS = errors.New("weaveDNS is not available yet: drop the hostname option")
 
 func (a *app) attachCommand() *cobra.Command {
 	var withoutDNS bool
@@ -76,12 +72,16 @@ func (a *app) exposeCommand() *cobra.Command {
 		Use:   "expose [ADDR...] [-h FQDN]",
 		Short: "give this host addresses on the weave network and print them",
 		RunE: func(cmd *cobra.Command, addrs []string) error {
-			if fqdn != "" {
-				return fmt.Errorf("expose -h %s: %w", fqdn, errNoDNS)
-			}
 			var got []string
 			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {
-				got, err = c.Expose(ctx, addrs)
+				if got, err = c.Expose(ctx, addrs); err != nil || fqdn == "" {
+					return err
+				}
+				ips := make([]string, len(got))
+				for i, p := range got {
+					ips[i], _, _ = strings.Cut(p, "/")
+				}
+				_, err = c.DNSAdd(ctx, api.DNSRequest{IPs: ips, FQDN: fqdn, Container: exposeID})
 				return err
 			}); err != nil {
 				return err
@@ -91,10 +91,13 @@ func (a *app) exposeCommand() *cobra.Command {
 	}
 	// -h is the hostname, as in Weave; help stays on --help (defined here
 	// so that cobra does not try to give it the -h shorthand).
-	cmd.Flags().StringVarP(&fqdn, "hostname", "h", "", "DNS name for the host (needs weaveDNS)")
+	cmd.Flags().StringVarP(&fqdn, "hostname", "h", "", "register the host's addresses in weaveDNS under this name")
 	cmd.Flags().Bool("help", false, "help for expose")
 	return cmd
 }
+
+// exposeID is the container the host's own names are registered under.
+const exposeID = "weave:expose"
 
 func (a *app) hideCommand() *cobra.Command {
 	return &cobra.Command{

@@ -37,7 +37,8 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.BoolVar(&c.NoDocker, "no-docker", false, "do not talk to the Docker Engine (netns: and pid: containers only)")
 	fs.BoolVar(&c.NoDNS, "no-dns", false, "do not run weaveDNS")
 	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
-	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address")
+	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address, IP:port; containers are pointed at it (port 53 only), so the default is a link-local address on the bridge that only this host's containers reach")
+	fs.StringArrayVar(&c.DNSUpstream, "dns-upstream", nil, "resolver (IP[:port]) for names outside the domain; repeat for several (default: those of /etc/resolv.conf)")
 	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for stretching the password with Argon2id, the same on every peer of the network (or set $WEAVE_NETWORK_SALT); a salt of your own defends against precomputed password tables (default: a fixed salt)")
 	fs.StringVar(&f.pw.File, "password-file", "", "file holding the network password (or set $WEAVE_PASSWORD)")
 	fs.StringVar(&f.pw.Flag, "password", "", "network password (visible to all users in ps: prefer $WEAVE_PASSWORD or --password-file)")
@@ -72,9 +73,16 @@ func (f *routerFlags) warnings() []string {
 func routerArgs(fs *pflag.FlagSet, peers []string) []string {
 	args := []string{"router"}
 	fs.Visit(func(fl *pflag.Flag) {
-		if !launchOnlyFlags[fl.Name] {
-			args = append(args, fmt.Sprintf("--%s=%s", fl.Name, fl.Value.String()))
+		if launchOnlyFlags[fl.Name] {
+			return
 		}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			for _, v := range sv.GetSlice() {
+				args = append(args, fmt.Sprintf("--%s=%s", fl.Name, v))
+			}
+			return
+		}
+		args = append(args, fmt.Sprintf("--%s=%s", fl.Name, fl.Value.String()))
 	})
 	args = append(args, "--")
 	return append(args, peers...)

@@ -64,7 +64,10 @@ func TestBadInput(t *testing.T) {
 	runDir, stateDir := tempDirs(t)
 	wantError(t, `unknown status section "bogus"`, "status", "bogus")
 	wantError(t, `unknown status section "bogus": want one of peers, connections, targets`, "status", "bogus", "--json")
-	wantError(t, "weave status dns: weaveDNS is not available in this version", "status", "dns", "--json")
+	wantError(t, "usage: weave dns-add [IP...] CONTAINER [-h FQDN] | IP... -h FQDN", "dns-add")
+	wantError(t, "weave dns-add: addresses without a container need -h FQDN", "dns-add", "10.32.0.1")
+	wantError(t, `weave dns-remove: "nope" is not an IP address`, "dns-remove", "nope", "c1")
+	wantError(t, "usage: weave dns-lookup NAME", "dns-lookup")
 	wantError(t, "usage: weave status", "status", "peers", "targets")
 	wantError(t, `bad peer address "10.0.0.1:99999"`, "connect", "10.0.0.1:99999")
 	wantError(t, `bad peer address "not_a_host"`, "connect", "10.0.0.1", "not_a_host")
@@ -74,7 +77,6 @@ func TestBadInput(t *testing.T) {
 	wantError(t, "usage: weave attach", "attach")
 	wantError(t, "unknown flag: --bogus", "status", "--bogus")
 	wantError(t, "unknown command", "frobnicate")
-	wantError(t, "weaveDNS is not available yet", "expose", "-h", "h.weave.local")
 
 	// Bad launch input: an error and nothing started or written.
 	wantError(t, "--port 0", "launch", "--port", "0")

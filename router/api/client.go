@@ -100,6 +100,27 @@ func (c *Client) AttachOpts(ctx context.Context, container string, addrs []strin
 	return resp.Addrs, err
 }
 
+// DNSAdd registers names (weave dns-add).
+func (c *Client) DNSAdd(ctx context.Context, req DNSRequest) ([]DNSEntry, error) {
+	var resp DNSResponse
+	err := c.do(ctx, http.MethodPost, PathDNSAdd, req, &resp)
+	return resp.Entries, err
+}
+
+// DNSRemove removes names (weave dns-remove).
+func (c *Client) DNSRemove(ctx context.Context, req DNSRequest) ([]DNSEntry, error) {
+	var resp DNSResponse
+	err := c.do(ctx, http.MethodPost, PathDNSRemove, req, &resp)
+	return resp.Entries, err
+}
+
+// DNSLookup resolves a name in weaveDNS's table (weave dns-lookup).
+func (c *Client) DNSLookup(ctx context.Context, name string) ([]string, error) {
+	var resp AddrsResponse
+	err := c.do(ctx, http.MethodGet, PathDNSLookup+"?name="+url.QueryEscape(name), nil, &resp)
+	return resp.Addrs, err
+}
+
 // RmPeer hands the space of dead peers to this router.
 func (c *Client) RmPeer(ctx context.Context, peers []string) ([]RmPeerResult, error) {
 	var resp RmPeerResponse

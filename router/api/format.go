@@ -28,6 +28,9 @@ func CheckSection(s string) error {
 	if feature, ok := unavailableSections[s]; ok {
 		return fmt.Errorf("weave status %s: %s is %w", s, feature, ErrNotAvailable)
 	}
+	if len(unavailableSections) == 0 {
+		return fmt.Errorf("%w %q: want one of %s", ErrUnknownSection, s, strings.Join(Sections, ", "))
+	}
 	return fmt.Errorf("%w %q: want one of %s (%s: %s)", ErrUnknownSection, s, strings.Join(Sections, ", "),
 		strings.Join(slices.Sorted(maps.Keys(unavailableSections)), " and "), ErrNotAvailable)
 }
@@ -50,6 +53,11 @@ func Section(st Status, section string) (any, error) {
 			return &IPAM{State: "off", Peers: []IPAMPeer{}}, nil
 		}
 		return st.IPAM, nil
+	case "dns":
+		if st.DNS == nil {
+			return &DNS{Upstreams: []string{}, Entries: []DNSEntry{}}, nil
+		}
+		return st.DNS, nil
 	}
 	return st, nil
 }
@@ -76,6 +84,8 @@ func FormatStatus(w io.Writer, st Status, section string) error {
 		return FormatTargets(w, st)
 	case "ipam":
 		return FormatIPAM(w, st)
+	case "dns":
+		return FormatDNS(w, st)
 	}
 	return FormatSummary(w, st)
 }
@@ -118,6 +128,9 @@ func FormatSummary(w io.Writer, st Status) error {
 		[2]string{"Connections", fmt.Sprintf("%d%s", len(st.Connections), connBreakdown(st.Connections))},
 		[2]string{"Peers", fmt.Sprintf("%d (with %d established connections)", len(st.Peers), established)},
 	)
+	if d := st.DNS; d != nil {
+		rows = append(rows, [2]string{"DNS", fmt.Sprintf("%s at %s, %d entries", d.Domain, d.Address, len(d.Entries))})
+	}
 	if ip := st.IPAM; ip != nil {
 		rows = append(rows,
 			[2]string{"Range", ip.Range},
@@ -269,6 +282,26 @@ func FormatIPAM(w io.Writer, st Status) error {
 			note = "\tunreachable!"
 		}
 		fmt.Fprintf(tw, "%s\t%d IPs (%.1f%% of total)\t%d used\t%d free%s\n", peerString(p.Peer), p.Size, pct, p.Size-min(p.Free, p.Size), p.Free, note)
+	}
+	tw.Flush()
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FormatDNS writes `weave status dns`: where weaveDNS listens, then one
+// line per entry: NAME ADDR CONTAINER ORIGIN.
+func FormatDNS(w io.Writer, st Status) error {
+	d := st.DNS
+	if d == nil {
+		_, err := io.WriteString(w, "weaveDNS is off (--no-dns)\n")
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%15s: %s\n%15s: %s\n%15s: %s\n%15s: %d\n", "Domain", d.Domain, "Address", d.Address,
+		"Upstreams", strings.Join(d.Upstreams, " "), "Entries", len(d.Entries))
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, e := range d.Entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Addr, shortID(e.Container), peerString(e.Origin))
 	}
 	tw.Flush()
 	_, err := io.WriteString(w, b.String())

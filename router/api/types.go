@@ -17,6 +17,9 @@
 //	POST /expose   AddrsRequest        AddrsResponse
 //	POST /hide     AddrsRequest        {}
 //	POST /rmpeer   PeersRequest        RmPeerResponse
+//	POST /dns/add     DNSRequest       DNSResponse
+//	POST /dns/remove  DNSRequest       DNSResponse
+//	GET  /dns/lookup?name=N            AddrsResponse
 //	POST /ipam/leave                   LeaveResponse (weave reset: hand our space over)
 //	POST /stop                         {} (the daemon then shuts down)
 //
@@ -33,29 +36,30 @@ import (
 
 // Paths of the API served on the Unix socket.
 const (
-	PathVersion = "/version"
-	PathStatus  = "/status" // GET; /status/{peers,connections,targets} for one section
-	PathReport  = "/report"
-	PathConnect = "/connect"
-	PathForget  = "/forget"
-	PathAttach  = "/attach"
-	PathDetach  = "/detach"
-	PathPS      = "/ps"
-	PathExpose  = "/expose"
-	PathHide    = "/hide"
-	PathStop    = "/stop"
-	PathRmPeer  = "/rmpeer"
-	PathLeave   = "/ipam/leave"
+	PathVersion   = "/version"
+	PathStatus    = "/status" // GET; /status/{peers,connections,targets} for one section
+	PathReport    = "/report"
+	PathConnect   = "/connect"
+	PathForget    = "/forget"
+	PathAttach    = "/attach"
+	PathDetach    = "/detach"
+	PathPS        = "/ps"
+	PathExpose    = "/expose"
+	PathHide      = "/hide"
+	PathStop      = "/stop"
+	PathRmPeer    = "/rmpeer"
+	PathLeave     = "/ipam/leave"
+	PathDNSAdd    = "/dns/add"
+	PathDNSRemove = "/dns/remove"
+	PathDNSLookup = "/dns/lookup"
 )
 
 // Status sections that `weave status SECTION` and GET /status/SECTION accept.
-var Sections = []string{"peers", "connections", "targets", "ipam"}
+var Sections = []string{"peers", "connections", "targets", "ipam", "dns"}
 
 // unavailableSections are the sections of the CLI contract whose feature
 // comes with a later version, with the feature's name for the error.
-var unavailableSections = map[string]string{
-	"dns": "weaveDNS",
-}
+var unavailableSections = map[string]string{}
 
 // Connection states as status reports them.
 const (
@@ -97,6 +101,8 @@ type Status struct {
 	Discovered []Target `json:"discovered,omitempty"`
 	// IPAM is the address allocator's state; nil when it is not running.
 	IPAM *IPAM `json:"ipam,omitempty"`
+	// DNS is weaveDNS's state; nil when it is off (--no-dns).
+	DNS *DNS `json:"dns,omitempty"`
 }
 
 // IPAM is the address allocator as `weave status ipam` shows it.
@@ -200,6 +206,40 @@ type AttachRequest struct {
 	Addrs     []string `json:"addrs,omitempty"`
 	// WithoutDNS: do not point the container's resolver at weaveDNS.
 	WithoutDNS bool `json:"without_dns,omitempty"`
+}
+
+// DNSRequest is the body of POST /dns/add and /dns/remove: weave dns-add
+// and dns-remove. Container may be empty (names not tied to a container),
+// IPs empty (the container's addresses), FQDN empty (the container's
+// hostname; for remove, every name).
+type DNSRequest struct {
+	Container string   `json:"container,omitempty"`
+	IPs       []string `json:"ips,omitempty"`
+	FQDN      string   `json:"fqdn,omitempty"`
+}
+
+// DNSResponse answers POST /dns/add and /dns/remove with the entries
+// added or removed.
+type DNSResponse struct {
+	Entries []DNSEntry `json:"entries"`
+}
+
+// DNS is weaveDNS as `weave status dns` shows it.
+type DNS struct {
+	Domain  string `json:"domain"`
+	Address string `json:"address"` // where containers reach it, ip:port
+	// Upstreams are the resolvers other names go to.
+	Upstreams []string   `json:"upstreams"`
+	Entries   []DNSEntry `json:"entries"`
+	Stats     any        `json:"stats,omitempty"`
+}
+
+// DNSEntry is one name in weaveDNS's table.
+type DNSEntry struct {
+	Name      string        `json:"name"`
+	Addr      string        `json:"addr"`
+	Container string        `json:"container"`
+	Origin    identity.Peer `json:"origin"`
 }
 
 // PeersRequest is the body of POST /rmpeer.

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weavelab/weave/dns/server"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/daemon/firewall"
 )
@@ -30,8 +31,10 @@ const (
 	DefaultBridge      = "weave"
 	DefaultIPRange     = "10.32.0.0/12"
 	DefaultDNSDomain   = "weave.local."
-	DefaultDNSListen   = "0.0.0.0:53" // TODO(dns issue): the bridge address, like Weave
-	DefaultLogLevel    = "info"
+	// DefaultDNSListen is weaveDNS's address: a link-local address on the
+	// bridge that every attached container reaches (see dns.DefaultServiceAddr).
+	DefaultDNSListen = "169.254.53.53:53"
+	DefaultLogLevel  = "info"
 	// DefaultIPAllocGrace is how long a dead container's addresses are
 	// kept for it.
 	DefaultIPAllocGrace = 30 * time.Second
@@ -93,6 +96,7 @@ type Config struct {
 	NoDNS            bool
 	DNSDomain        string
 	DNSListenAddress string
+	DNSUpstream      []string
 
 	// Password of the network; nil for none. Never logged or put in argv.
 	Password []byte
@@ -201,6 +205,16 @@ func (c *Config) Validate() error {
 			return bad("--dns-listen-address %q: %w", c.DNSListenAddress, err)
 		}
 	}
+	if !c.NoDNS {
+		if _, err := c.DNSListen(); err != nil {
+			return bad("--dns-listen-address %q: %w", c.DNSListenAddress, err)
+		}
+	}
+	for _, u := range c.DNSUpstream {
+		if _, err := server.ParseUpstream(u); err != nil {
+			return bad("--dns-upstream %q: %w", u, err)
+		}
+	}
 	if c.DNSDomain != "" && !validHostname(strings.TrimSuffix(c.DNSDomain, ".")) {
 		return bad("--dns-domain %q: not a domain name", c.DNSDomain)
 	}
@@ -222,6 +236,24 @@ func (c *Config) Validate() error {
 	}
 	c.Peers = peers
 	return nil
+}
+
+// DNSListen returns weaveDNS's listen address: an IPv4 address (unspecified
+// means every address, with containers sent to dns.DefaultServiceAddr) and a
+// port.
+func (c *Config) DNSListen() (netip.AddrPort, error) {
+	s := c.DNSListenAddress
+	if s == "" {
+		s = DefaultDNSListen
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, errors.New("want IP:port, e.g. " + DefaultDNSListen)
+	}
+	if !ap.Addr().Is4() {
+		return netip.AddrPort{}, errors.New("want an IPv4 address")
+	}
+	return ap, nil
 }
 
 // IPAllocQuorum returns how many peers must agree on the first division

@@ -69,6 +69,7 @@ func (cs *containers) forget(id string) {
 // Its addresses wait out the grace period for it to come back.
 func (n *node) onGone(id string, addrs []netip.Prefix) {
 	n.gone.remember(id, addrs)
+	n.dnsGone(id)
 	if n.ipam != nil {
 		if held := n.ipam.Hold(id); held > 0 {
 			n.log.Info("container gone; holding its addresses for the grace period", "container", id, "addrs", addrs)
@@ -105,7 +106,7 @@ func (n *node) inspect(ctx context.Context, container string) (docker.Container,
 	return n.docker.Inspect(ctx, container)
 }
 
-func (n *node) Attach(ctx context.Context, container string, addrs []string) ([]string, error) {
+func (n *node) Attach(ctx context.Context, container string, addrs []string, withoutDNS bool) ([]string, error) {
 	specs, err := router.ParseAddrSpecs(addrs)
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", container, err)
@@ -119,6 +120,7 @@ func (n *node) Attach(ctx context.Context, container string, addrs []string) ([]
 		return nil, fmt.Errorf("attach %s: %w", container, err)
 	}
 	n.gone.forget(id)
+	n.dnsAfterAttach(ctx, ref, id, withoutDNS)
 	return prefixStrings(got), nil
 }
 
@@ -256,6 +258,8 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 	if err != nil {
 		return unwrapDetach(err, ref)
 	}
+	as, _ := n.net.PSRefs(ctx, ref)
+	n.dnsAfterDetach(ref, id, removed, len(as) == 0)
 	if n.ipam != nil {
 		ips := make([]netip.Addr, len(removed))
 		for i, p := range removed {
@@ -263,7 +267,7 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 		}
 		n.ipam.Release(id, ips...)
 	}
-	if as, _ := n.net.PSRefs(ctx, ref); len(as) == 0 {
+	if len(as) == 0 {
 		n.gone.forget(id)
 	}
 	return nil

@@ -43,14 +43,14 @@ func TestNodeAttachAllocates(t *testing.T) {
 	fake.Put(docker.Container{ID: dbID, Name: "db", PID: 4242, Running: true})
 	ctx := context.Background()
 
-	got, err := n.Attach(ctx, "db", nil)
+	got, err := n.Attach(ctx, "db", nil, false)
 	if err != nil || len(got) != 1 || got[0] != "10.40.0.1/24" {
 		t.Fatalf("attach db = %v, %v; want the lowest address of the range", got, err)
 	}
 	if as := alloc.Lookup(dbID); len(as) != 1 || as[0].Addr != netip.MustParseAddr("10.40.0.1") {
 		t.Fatalf("allocations of db: %+v", as)
 	}
-	got, err = n.Attach(ctx, "netns:c2", []string{"net:10.40.0.128/25", "10.9.9.9/24"})
+	got, err = n.Attach(ctx, "netns:c2", []string{"net:10.40.0.128/25", "10.9.9.9/24"}, false)
 	if err != nil || !slices.Equal(got, []string{"10.40.0.129/25", "10.9.9.9/24"}) {
 		t.Fatalf("attach c2 = %v, %v", got, err)
 	}
@@ -70,7 +70,7 @@ func TestNodeAttachBadInputChangesNothing(t *testing.T) {
 	n, alloc, fake := newIPAMNode(t)
 	fake.Put(docker.Container{ID: dbID, Name: "stopped"})
 	ctx := context.Background()
-	if _, err := n.Attach(ctx, "netns:c1", nil); err != nil {
+	if _, err := n.Attach(ctx, "netns:c1", nil, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -87,7 +87,7 @@ func TestNodeAttachBadInputChangesNothing(t *testing.T) {
 		{"stopped", nil, "not running"},
 	} {
 		before := alloc.Allocs()
-		_, err := n.Attach(ctx, tt.container, tt.addrs)
+		_, err := n.Attach(ctx, tt.container, tt.addrs, false)
 		if tt.want == "" {
 			if err != nil {
 				t.Errorf("attach %s %v: %v", tt.container, tt.addrs, err)
@@ -105,7 +105,7 @@ func TestNodeAttachBadInputChangesNothing(t *testing.T) {
 	// but one the container had before stays.
 	before := alloc.Allocs()
 	n.net.(*fakeNet).fail = errors.New("already has an interface ethwe that this router did not make")
-	if _, err := n.Attach(ctx, "netns:c1", []string{"net:default", "net:10.40.0.64/26"}); err == nil || !strings.Contains(err.Error(), "did not make") {
+	if _, err := n.Attach(ctx, "netns:c1", []string{"net:default", "net:10.40.0.64/26"}, false); err == nil || !strings.Contains(err.Error(), "did not make") {
 		t.Errorf("attach refused by the router: err = %v", err)
 	}
 	if after := alloc.Allocs(); !slices.Equal(after, before) {
@@ -113,7 +113,7 @@ func TestNodeAttachBadInputChangesNothing(t *testing.T) {
 	}
 	n.net.(*fakeNet).fail = nil
 	fake.SetUnavailable(true)
-	if _, err := n.Attach(ctx, "db", nil); err == nil || !strings.Contains(err.Error(), "not reachable") {
+	if _, err := n.Attach(ctx, "db", nil, false); err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Errorf("attach with Docker down: %v", err)
 	}
 }
@@ -122,7 +122,7 @@ func TestNodeGoneHoldsThenRestartReattaches(t *testing.T) {
 	n, alloc, fake := newIPAMNode(t)
 	fake.Put(docker.Container{ID: dbID, Name: "db", PID: 4242, Running: true})
 	ctx := context.Background()
-	got, err := n.Attach(ctx, "db", []string{"net:default", "10.9.9.9/24"})
+	got, err := n.Attach(ctx, "db", []string{"net:default", "10.9.9.9/24"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

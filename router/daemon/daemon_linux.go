@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	weavedns "github.com/weavelab/weave/dns"
+	"github.com/weavelab/weave/dns/replicate"
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
@@ -113,7 +115,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// reaches the overlay, which answers with ICMP "fragmentation needed"
 	// or lets the kernel fragment, instead of the bridge dropping silently.
 	n := &node{log: log, state: state, stats: nil}
-	rt, err := router.New(router.Config{Bridge: cfg.Bridge, MTU: mtu, HostMTU: router.MaxHostMTU, StateDir: cfg.StateDir, Logger: log, OnGone: n.onGone})
+	var dnsListen netip.AddrPort
+	var serviceAddr netip.Addr
+	if !cfg.NoDNS {
+		dnsListen, _ = cfg.DNSListen()
+		serviceAddr = dnsListen.Addr()
+		if serviceAddr.IsUnspecified() {
+			serviceAddr = netip.MustParseAddr(weavedns.DefaultServiceAddr)
+		}
+		if dnsListen.Port() != 53 {
+			log.Warn("weaveDNS: containers' resolvers can only use port 53; they are not pointed at this one", "listen", dnsListen)
+		}
+	}
+	rt, err := router.New(router.Config{Bridge: cfg.Bridge, MTU: mtu, HostMTU: router.MaxHostMTU, StateDir: cfg.StateDir, Logger: log, OnGone: n.onGone, ServiceAddr: serviceAddr})
 	if err != nil {
 		return err
 	}
@@ -182,6 +196,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer m.Close()
 
 	gc := m.NewGossipChannel(ipam.ChannelName, alloc)
+	if !cfg.NoDNS {
+		svc, err := weavedns.New(weavedns.Config{
+			Peer: name, Domain: cfg.DNSDomain, Listen: dnsListen, Upstreams: cfg.DNSUpstream,
+			StateDir: cfg.StateDir, Logger: log,
+			Connect: func(g mesh.Gossiper) replicate.Sender { return m.NewGossipChannel(weavedns.ChannelName, g) },
+			Peers:   func() []identity.PeerName { return m.Routes().Reachable() },
+		})
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		n.dns = svc
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,6 +225,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Config: cfg.reportMap(),
 	}
 	n.mesh, n.net, n.stats, n.ipam = m, rt, ov, alloc
+	if svc, ok := n.dns.(*weavedns.Service); ok {
+		if err := svc.Start(ctx); err != nil {
+			return err
+		}
+		n.dnsForgetDead(ctx)
+	}
 	n.bridgeMAC = func() string {
 		if ifi, err := net.InterfaceByName(cfg.Bridge); err == nil {
 			return ifi.HardwareAddr.String()
@@ -276,6 +309,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	case runErr = <-errc:
 	}
 	log.Info("weave router stopping")
+	// weaveDNS says goodbye while the mesh still carries it, so the other
+	// routers drop our names at once instead of after a failure timeout.
+	if svc, ok := n.dns.(*weavedns.Service); ok {
+		svc.Close()
+	}
 	cancel()
 	wg.Wait()
 	// Deferred, in this order: socket removed, mesh closed (its
@@ -326,7 +364,7 @@ func (c Config) reportMap() map[string]any {
 		"no_udp_offload": c.NoUDPOffload, "mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
 		"ipalloc_range": c.IPAllocRange, "ipalloc_default_subnet": c.IPAllocDefaultSubnet,
 		"ipalloc_init": c.IPAllocInit, "ipalloc_grace": c.IPAllocGrace.String(), "no_docker": c.NoDocker,
-		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress,
+		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress, "dns_upstream": c.DNSUpstream,
 		"password": c.Password != nil, "network_salt": c.NetworkSalt != "", "peers": c.Peers,
 		"run_dir": c.RunDir, "state_dir": c.StateDir, "bridge": c.Bridge,
 	}

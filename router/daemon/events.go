@@ -110,6 +110,7 @@ func (e dockerEvents) restart(id string, resync bool) {
 		return
 	}
 	n.log.Info("re-attached a restarted container", "container", id, "addrs", got)
+	n.dnsAfterAttach(ctx, ref, id, n.noDNS.has(id))
 }
 
 // OnResync reconciles with the Engine after (re)connecting: containers

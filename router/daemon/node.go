@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/weavelab/weave/dns/table"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/weavelab/weave/mesh"
@@ -62,6 +64,10 @@ type node struct {
 	docker docker.Client
 	gone   containers
 	peers  peerCache
+	// dns is weaveDNS (nil with --no-dns); noDNS holds the containers
+	// attached with --without-dns.
+	dns   dnsPart
+	noDNS idSet
 	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
 	// leaves it out.
 	bridgeMAC func() string
@@ -128,16 +134,49 @@ func (n *node) saveTargetsLocked() error {
 	return n.state.SetTargets(n.mesh.Targets())
 }
 
+// Expose gives the host addresses on the network: static ones, or (with
+// no ADDR, net:default or net:CIDR) ones allocated by IPAM, as in Weave.
 func (n *node) Expose(ctx context.Context, addrs []string) ([]string, error) {
-	got, err := n.net.Expose(addrs)
+	specs, err := router.ParseAddrSpecs(addrs)
 	if err != nil {
+		return nil, fmt.Errorf("expose: %w", err)
+	}
+	prefixes, undo, err := n.obtain(ctx, ExposeID, specs)
+	if err != nil {
+		return nil, fmt.Errorf("expose: %w", err)
+	}
+	got, err := n.net.Expose(prefixStrings(prefixes))
+	if err != nil {
+		undo()
 		return nil, err
 	}
 	return prefixStrings(got), nil
 }
 
+// Hide removes the host's addresses (all when none given), frees those
+// IPAM gave it and drops their names.
 func (n *node) Hide(ctx context.Context, addrs []string) error {
-	return n.net.Hide(addrs)
+	before, _ := n.net.Exposed()
+	if err := n.net.Hide(addrs); err != nil {
+		return err
+	}
+	after, _ := n.net.Exposed()
+	var gone []netip.Addr
+	for _, p := range before {
+		if !slices.Contains(after, p) {
+			gone = append(gone, p.Addr())
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if n.ipam != nil {
+		n.ipam.Release(ExposeID, gone...)
+	}
+	if n.dns != nil {
+		n.dns.Remove(table.Match{Container: ExposeID, Addrs: gone})
+	}
+	return nil
 }
 
 func (n *node) Status(ctx context.Context) (api.Status, error) {
@@ -147,6 +186,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	}
 	out := buildStatus(n.info, n.mesh.Status(), st)
 	out.IPAM = n.ipamStatus(out.Peers)
+	out.DNS = n.dnsStatus()
 	return out, nil
 }
 

@@ -193,11 +193,11 @@ func TestNodeRestoreTargets(t *testing.T) {
 func TestNodeContainers(t *testing.T) {
 	n, _, _ := newTestNode(t)
 	ctx := context.Background()
-	got, err := n.Attach(ctx, "netns:c1", []string{"10.2.1.4/24", "ip:10.3.1.4/24"})
+	got, err := n.Attach(ctx, "netns:c1", []string{"10.2.1.4/24", "ip:10.3.1.4/24"}, false)
 	if err != nil || !slices.Equal(got, []string{"10.2.1.4/24", "10.3.1.4/24"}) {
 		t.Fatalf("attach = %v, %v", got, err)
 	}
-	if _, err := n.Attach(ctx, "netns:c2", []string{"net:default"}); err == nil || !strings.Contains(err.Error(), "automatic allocation is off") {
+	if _, err := n.Attach(ctx, "netns:c2", []string{"net:default"}, false); err == nil || !strings.Contains(err.Error(), "automatic allocation is off") {
 		t.Fatalf("attach net:default: err = %v", err)
 	}
 	cs, err := n.PS(ctx, nil)

@@ -24,13 +24,16 @@ type Control interface {
 	Report(ctx context.Context) (api.Report, error)
 	Connect(ctx context.Context, peers []string, replace bool) error
 	Forget(ctx context.Context, peers []string) error
-	Attach(ctx context.Context, container string, addrs []string) ([]string, error)
+	Attach(ctx context.Context, container string, addrs []string, withoutDNS bool) ([]string, error)
 	Detach(ctx context.Context, container string, addrs []string) error
 	PS(ctx context.Context, containers []string) ([]api.Container, error)
 	Expose(ctx context.Context, addrs []string) ([]string, error)
 	Hide(ctx context.Context, addrs []string) error
 	RmPeer(ctx context.Context, peers []string) ([]api.RmPeerResult, error)
 	Leave(ctx context.Context) (api.LeaveResponse, error)
+	DNSAdd(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error)
+	DNSRemove(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error)
+	DNSLookup(ctx context.Context, name string) ([]string, error)
 }
 
 // maxRequest bounds a request body.
@@ -56,6 +59,12 @@ func NewHandler(ctl Control, version string, stop func(), log *slog.Logger) http
 	mux.HandleFunc("POST "+api.PathExpose, h.expose)
 	mux.HandleFunc("POST "+api.PathHide, h.hide)
 	mux.HandleFunc("POST "+api.PathRmPeer, h.rmpeer)
+	mux.HandleFunc("POST "+api.PathDNSAdd, h.dnsChange)
+	mux.HandleFunc("POST "+api.PathDNSRemove, h.dnsChange)
+	mux.HandleFunc("GET "+api.PathDNSLookup, func(w http.ResponseWriter, r *http.Request) {
+		ips, err := h.ctl.DNSLookup(r.Context(), r.URL.Query().Get("name"))
+		h.done(w, r, api.AddrsResponse{Addrs: nonNilStrings(ips)}, err)
+	})
 	mux.HandleFunc("POST "+api.PathLeave, func(w http.ResponseWriter, r *http.Request) {
 		resp, err := h.ctl.Leave(r.Context())
 		h.done(w, r, resp, err)
@@ -129,7 +138,7 @@ func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	addrs, err := h.ctl.Attach(r.Context(), req.Container, req.Addrs)
+	addrs, err := h.ctl.Attach(r.Context(), req.Container, req.Addrs, req.WithoutDNS)
 	h.done(w, r, api.AddrsResponse{Addrs: nonNilStrings(addrs)}, err)
 }
 
@@ -156,6 +165,24 @@ func (h *handler) expose(w http.ResponseWriter, r *http.Request) {
 	}
 	addrs, err := h.ctl.Expose(r.Context(), req.Addrs)
 	h.done(w, r, api.AddrsResponse{Addrs: nonNilStrings(addrs)}, err)
+}
+
+func (h *handler) dnsChange(w http.ResponseWriter, r *http.Request) {
+	var req api.DNSRequest
+	if !h.decode(w, r, &req) {
+		return
+	}
+	var es []api.DNSEntry
+	var err error
+	if r.URL.Path == api.PathDNSAdd {
+		es, err = h.ctl.DNSAdd(r.Context(), req)
+	} else {
+		es, err = h.ctl.DNSRemove(r.Context(), req)
+	}
+	if es == nil {
+		es = []api.DNSEntry{}
+	}
+	h.done(w, r, api.DNSResponse{Entries: es}, err)
 }
 
 func (h *handler) rmpeer(w http.ResponseWriter, r *http.Request) {

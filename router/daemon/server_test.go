@@ -63,7 +63,7 @@ func (f *fakeControl) Connect(ctx context.Context, peers []string, replace bool)
 func (f *fakeControl) Forget(ctx context.Context, peers []string) error {
 	return f.record("forget %v", peers)
 }
-func (f *fakeControl) Attach(ctx context.Context, c string, addrs []string) ([]string, error) {
+func (f *fakeControl) Attach(ctx context.Context, c string, addrs []string, withoutDNS bool) ([]string, error) {
 	return f.attach, f.record("attach %s %v", c, addrs)
 }
 func (f *fakeControl) Detach(ctx context.Context, c string, addrs []string) error {
@@ -85,6 +85,18 @@ func (f *fakeControl) RmPeer(ctx context.Context, peers []string) ([]api.RmPeerR
 
 func (f *fakeControl) Leave(ctx context.Context) (api.LeaveResponse, error) {
 	return api.LeaveResponse{}, f.record("leave")
+}
+
+func (f *fakeControl) DNSAdd(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error) {
+	return nil, f.record("dns-add %+v", req)
+}
+
+func (f *fakeControl) DNSRemove(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error) {
+	return nil, f.record("dns-remove %+v", req)
+}
+
+func (f *fakeControl) DNSLookup(ctx context.Context, name string) ([]string, error) {
+	return nil, f.record("dns-lookup %s", name)
 }
 
 // startServer serves ctl on a socket in a temp dir until the test ends (or
@@ -190,7 +202,7 @@ func TestServerStatusSections(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		want := byte('[')
-		if s == "ipam" {
+		if s == "ipam" || s == "dns" {
 			want = '{'
 		}
 		if resp.StatusCode != 200 || !json.Valid(body) || body[0] != want {

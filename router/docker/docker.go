@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,7 +24,12 @@ type Container struct {
 	Running    bool
 	Hostname   string
 	Domainname string
-	Image      string // the image as the user named it (Config.Image)
+	// ResolvConfPath is the container's resolv.conf, as a path on the
+	// host (Docker bind-mounts it into the container).
+	ResolvConfPath string
+	// DNS are the name servers the user gave (docker run --dns).
+	DNS   []string
+	Image string // the image as the user named it (Config.Image)
 }
 
 // NetnsPath returns /proc/PID/ns/net of the container's init process, or an
@@ -119,4 +125,17 @@ func IsFullID(s string) bool {
 		}
 	}
 	return true
+}
+
+// FQDN returns the container's fully qualified host name: its hostname if
+// that has a dot, else hostname.domainname, else "" (a bare hostname is no
+// DNS name).
+func (c Container) FQDN() string {
+	switch {
+	case strings.Contains(c.Hostname, "."):
+		return c.Hostname
+	case c.Hostname != "" && c.Domainname != "":
+		return c.Hostname + "." + c.Domainname
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -88,7 +89,10 @@ func (e *Engine) Inspect(ctx context.Context, ref string) (Container, error) {
 	if err != nil {
 		return Container{}, e.wrap(ctx, "inspect "+ref, err)
 	}
-	c := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/")}
+	c := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), ResolvConfPath: r.ResolvConfPath}
+	if r.HostConfig != nil && len(r.HostConfig.DNS) > 0 {
+		c.DNS = slices.Clone(r.HostConfig.DNS)
+	}
 	if r.State != nil {
 		c.Running = r.State.Running
 		if c.Running {

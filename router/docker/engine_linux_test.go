@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +96,8 @@ func TestEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := docker.Container{ID: id, Name: name, PID: c.PID, Running: true, Hostname: docker.ShortID(id), Image: img}
-		if c != want || c.PID <= 0 {
+		want := docker.Container{ID: id, Name: name, PID: c.PID, Running: true, Hostname: docker.ShortID(id), Image: img, ResolvConfPath: c.ResolvConfPath}
+		if !reflect.DeepEqual(c, want) || c.PID <= 0 || !strings.HasSuffix(c.ResolvConfPath, "/resolv.conf") {
 			t.Errorf("Inspect(%s) = %+v, want %+v with a pid", name, c, want)
 		}
 		if c2, err := e.Inspect(ctx, docker.ShortID(id)); err != nil || c2.ID != id {

@@ -73,10 +73,24 @@ type Core struct {
 	dirty bool
 	// asked: the last space request per subnet, to pace them.
 	asked map[Subnet]askRecord
+	// refused: per subnet, the peers that had no free address in it to
+	// give, with a stamp of their entries then. They are not asked again
+	// until those change; when every peer has refused, the subnet is full.
+	refused map[Subnet]map[identity.PeerName]uint64
+	// wanting: the subnets where an allocation lately found no free
+	// address of ours, and when. We give none of their space away: the
+	// space we were just given would go back and forth between peers
+	// that each need it, and none would ever allocate.
+	wanting map[Subnet]time.Time
 	// proposedAt: when we last proposed, to retry a stalled consensus.
 	proposedAt time.Time
 	// heirAcked: set when the heir of Leave acknowledged.
 	heirAcked identity.PeerName
+	// leftTo: the heir of our Leave, until it acknowledges; Tick resends
+	// it our space every askInterval from heirSentAt (a lost unicast
+	// would otherwise leave Leave waiting for ever).
+	leftTo     identity.PeerName
+	heirSentAt time.Time
 }
 
 type askRecord struct {
@@ -100,12 +114,14 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 		cfg.Reachable = func(identity.PeerName) bool { return true }
 	}
 	c := &Core{
-		cfg:    cfg,
-		rng:    r,
-		ring:   &Ring{Range: r},
-		cons:   newConsensus(cfg.Us, cfg.Quorum),
-		allocs: make(map[Addr]*Alloc),
-		asked:  make(map[Subnet]askRecord),
+		cfg:     cfg,
+		rng:     r,
+		ring:    &Ring{Range: r},
+		cons:    newConsensus(cfg.Us, cfg.Quorum),
+		allocs:  make(map[Addr]*Alloc),
+		asked:   make(map[Subnet]askRecord),
+		refused: make(map[Subnet]map[identity.PeerName]uint64),
+		wanting: make(map[Subnet]time.Time),
 	}
 	return c, nil
 }
@@ -190,14 +206,20 @@ func (c *Core) Lookup(id string) []Alloc {
 // errWait; the caller retries after the next change. ErrFull: no peer has
 // any to give.
 func (c *Core) Allocate(id string, s Subnet, now time.Time) (netip.Prefix, error) {
+	// id may have several addresses in s (claimed ones besides the
+	// allocated one): answer the lowest, so that repeated calls agree.
+	var have *Alloc
 	for _, a := range c.allocs {
-		if a.ID == id && a.Subnet == s.Prefix() {
-			if !a.ReleaseAt.IsZero() {
-				a.ReleaseAt = time.Time{}
-				c.dirty = true
-			}
-			return a.Prefix(), nil
+		if a.ID == id && a.Subnet == s.Prefix() && (have == nil || a.Addr.Less(have.Addr)) {
+			have = a
 		}
+	}
+	if have != nil {
+		if !have.ReleaseAt.IsZero() {
+			have.ReleaseAt = time.Time{}
+			c.dirty = true
+		}
+		return have.Prefix(), nil
 	}
 	if !c.ring.Seeded() {
 		c.needRing(now)
@@ -207,8 +229,10 @@ func (c *Core) Allocate(id string, s Subnet, now time.Time) (netip.Prefix, error
 		c.allocs[a] = &Alloc{Addr: a.IP(), Subnet: s.Prefix(), ID: id}
 		c.dirty = true
 		c.updateFree()
+		delete(c.wanting, s)
 		return c.allocs[a].Prefix(), nil
 	}
+	c.wanting[s] = now
 	return netip.Prefix{}, c.askForSpace(s, now)
 }
 
@@ -279,7 +303,8 @@ func (c *Core) Hold(id string, until time.Time) int {
 }
 
 // Tick frees held addresses whose time has come, retries a stalled
-// consensus, and reports the addresses it freed.
+// consensus and an unacknowledged Leave, and reports the addresses it
+// freed.
 func (c *Core) Tick(now time.Time) []Alloc {
 	var freed []Alloc
 	for k, a := range c.allocs {
@@ -291,6 +316,20 @@ func (c *Core) Tick(now time.Time) []Alloc {
 	if len(freed) > 0 {
 		c.dirty = true
 		c.updateFree()
+	}
+	for s, at := range c.wanting {
+		if now.Sub(at) >= 2*askInterval {
+			delete(c.wanting, s) // its requests were given up
+		}
+	}
+	if c.leftTo != 0 && c.heirAcked != c.leftTo {
+		switch {
+		case c.heirSentAt.IsZero():
+			c.heirSentAt = now // Leave has no clock: count from here
+		case now.Sub(c.heirSentAt) >= askInterval:
+			c.heirSentAt = now
+			c.out = append(c.out, Outgoing{To: c.leftTo, Msg: encode(&message{Ring: c.ring, Heir: true})})
+		}
 	}
 	if !c.ring.Seeded() && c.cons.active() && !c.cfg.Observer && now.Sub(c.proposedAt) >= proposeInterval {
 		if _, ok := c.cons.known[c.cfg.Us]; ok && c.cons.known[c.cfg.Us].Promise.Proposer == c.cfg.Us {
@@ -316,18 +355,21 @@ func (c *Core) propose(now time.Time) {
 	c.proposedAt = now
 	c.cons.propose()
 	c.dirty = true
-	c.afterConsensus()
+	c.afterConsensus(true)
 }
 
-// afterConsensus seeds the ring once a value is chosen and gossips the
-// claims or the new ring.
-func (c *Core) afterConsensus() {
+// afterConsensus seeds the ring once a value is chosen, and gossips the
+// new ring, or our claims when they changed (announce).
+func (c *Core) afterConsensus(announce bool) {
 	if seeds, ok := c.cons.chosen(); ok && !c.ring.Seeded() {
 		c.ring.seed(seeds)
 		c.dirty = true
 		c.updateFree()
+		announce = true
 	}
-	c.broadcast()
+	if announce {
+		c.broadcast()
+	}
 }
 
 // firstFree returns the lowest free address of s in our space.
@@ -346,7 +388,8 @@ func (c *Core) firstFree(s Subnet) (Addr, bool) {
 
 // askForSpace asks the reachable peer advertising the most free space in s
 // for some, at most every askInterval (alternating between donors). It
-// returns ErrFull when no peer advertises any, else errWait.
+// returns ErrFull when no peer advertises any (or all that do said they
+// have none in s), else errWait.
 func (c *Core) askForSpace(s Subnet, now time.Time) error {
 	sr := s.Range()
 	type cand struct {
@@ -358,6 +401,9 @@ func (c *Core) askForSpace(s Subnet, now time.Time) error {
 	for i, e := range c.ring.Entries {
 		if e.Peer == c.cfg.Us || e.Free == 0 || c.ring.span(i).Intersect(sr).Size() == 0 {
 			continue
+		}
+		if st, ok := c.refused[s][e.Peer]; ok && st == c.stampIn(e.Peer, sr) {
+			continue // it had nothing in s, and nothing changed since
 		}
 		if !c.cfg.Reachable(e.Peer) {
 			unreachable[e.Peer] = true
@@ -404,7 +450,8 @@ func sortedKeys(m map[identity.PeerName]bool) []identity.PeerName {
 }
 
 // donate hands half of our largest free run in s (all of it when it is a
-// single address) to peer.
+// single address) to peer, keeping what we need ourselves (wanting). It
+// reports false when we have no free address in s to give.
 func (c *Core) donate(peer identity.PeerName, s Subnet) bool {
 	sr := s.Range()
 	var best Range
@@ -413,7 +460,10 @@ func (c *Core) donate(peer identity.PeerName, s Subnet) bool {
 		runStart := uint64(r.Start)
 		for a := uint64(r.Start); a <= r.End; a++ {
 			if a < r.End {
-				if _, used := c.allocs[Addr(a)]; !used {
+				// s's network and broadcast addresses are of no use to
+				// the asker, and those we need ourselves are not ours
+				// to give: they end runs like allocated ones.
+				if _, used := c.allocs[Addr(a)]; !used && !s.reserved(Addr(a)) && !c.wanted(Addr(a)) {
 					continue
 				}
 			}
@@ -426,38 +476,89 @@ func (c *Core) donate(peer identity.PeerName, s Subnet) bool {
 	if best.Size() == 0 {
 		return false
 	}
+	// Give the upper half: the lower stays with the addresses we use.
 	give := Range{Start: Addr(uint64(best.Start) + best.Size()/2), End: best.End}
 	if err := c.ring.transfer(c.cfg.Us, peer, give); err != nil {
 		return false // cannot happen: we own it
 	}
 	c.dirty = true
 	c.updateFree()
+	c.broadcast()
 	return true
 }
 
-// updateFree refreshes the free counts of our entries and gossips the ring
-// when one changed.
+// wanted reports whether a lies in a subnet we lately ran out of.
+func (c *Core) wanted(a Addr) bool {
+	for s := range c.wanting {
+		if s.Range().Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// updateFree refreshes the free counts of our entries and queues a
+// broadcast of the ring when one changed. Only changes of our own entries
+// are broadcast: the mesh carries each peer's broadcast to every peer, and
+// relaying what we merely learned would cost O(peers²) messages per
+// change (periodic gossip repairs losses).
 func (c *Core) updateFree() {
+	used := make([]Addr, 0, len(c.allocs))
+	for a := range c.allocs {
+		used = append(used, a)
+	}
+	slices.Sort(used)
 	changed := false
 	for i, e := range c.ring.Entries {
 		if e.Peer != c.cfg.Us {
 			continue
 		}
 		sp := c.ring.span(i)
-		used := uint64(0)
-		for a := range c.allocs {
-			if sp.Contains(a) {
-				used++
+		lo, _ := slices.BinarySearch(used, sp.Start)
+		hi := lo
+		for hi < len(used) && uint64(used[hi]) < sp.End {
+			hi++
+		}
+		free := sp.Size() - uint64(hi-lo)
+		// The range's network and broadcast addresses are in no
+		// subnet's pool: advertised, they would draw asks for nothing.
+		for _, a := range c.ring.unusable(sp) {
+			if c.allocs[a] == nil {
+				free--
 			}
 		}
-		if c.ring.setFree(i, uint32(sp.Size()-used)) {
+		if c.ring.setFree(i, uint32(free)) {
 			changed = true
 		}
 	}
 	if changed {
 		c.dirty = true
+		c.broadcast()
 	}
-	c.broadcast()
+}
+
+// stampIn sums up peer's entries that meet sr: it changes whenever peer
+// changes one of them (its free count, say) or gains one there.
+func (c *Core) stampIn(peer identity.PeerName, sr Range) uint64 {
+	var h uint64 = 14695981039346656037
+	for i, e := range c.ring.Entries {
+		if e.Peer == peer && c.ring.span(i).Intersect(sr).Size() > 0 {
+			h = (h ^ (uint64(e.Token)<<32 | uint64(e.Version))) * 1099511628211
+		}
+	}
+	return h
+}
+
+// ownStamp sums up our entries, to tell whether a merge changed them.
+func (c *Core) ownStamp() [2]uint64 {
+	var n, v uint64
+	for _, e := range c.ring.Entries {
+		if e.Peer == c.cfg.Us {
+			n++
+			v += uint64(e.Version)
+		}
+	}
+	return [2]uint64{n, v}
 }
 
 // broadcast queues our state for every peer (one per burst of changes).
@@ -504,6 +605,7 @@ func (c *Core) OnMessage(src identity.PeerName, b []byte, unicast bool) (bool, e
 	if err != nil {
 		return false, err
 	}
+	own := c.ownStamp()
 	changed, err := c.ring.merge(m.Ring, c.cfg.Us)
 	if err != nil {
 		return false, err
@@ -511,12 +613,19 @@ func (c *Core) OnMessage(src identity.PeerName, b []byte, unicast bool) (bool, e
 	if changed {
 		c.dirty = true
 		c.updateFree() // entries handed to us need our free counts
+		if c.ownStamp() != own {
+			c.broadcast() // space handed to us, or a forgotten change of ours overridden
+		}
 	}
 	if !c.ring.Seeded() && len(m.Claims) > 0 {
+		before, wasActive := c.cons.known[c.cfg.Us]
 		if c.cons.merge(m.Claims, c.cfg.Observer) {
 			changed = true
 			c.dirty = true
-			c.afterConsensus()
+			// Gossip our claims only when they changed: relaying the
+			// others' would cost O(peers²) messages too.
+			after := c.cons.known[c.cfg.Us]
+			c.afterConsensus(c.cons.active() && (!wasActive || after.Promise != before.Promise || after.Accepted != before.Accepted))
 		}
 	}
 	if !unicast {
@@ -524,12 +633,25 @@ func (c *Core) OnMessage(src identity.PeerName, b []byte, unicast bool) (bool, e
 	}
 	switch {
 	case m.Ask != nil:
-		if c.ring.Seeded() && c.donate(src, m.Ask.Subnet) {
-			changed = true
-		}
 		// Answer with our ring either way, so the asker learns where
-		// the space is.
-		c.out = append(c.out, Outgoing{To: src, Msg: encode(&message{Ring: c.ring})})
+		// the space is, saying so when we have none in the subnet.
+		reply := &message{Ring: c.ring}
+		// Space given to a peer we can no longer reach would be lost
+		// until rmpeer: it may have died since it asked.
+		if c.ring.Seeded() && c.cfg.Reachable(src) {
+			if c.donate(src, m.Ask.Subnet) {
+				changed = true
+			} else {
+				reply.Refuse = m.Ask
+			}
+		}
+		c.out = append(c.out, Outgoing{To: src, Msg: encode(reply)})
+	case m.Refuse != nil:
+		s := m.Refuse.Subnet
+		if c.refused[s] == nil {
+			c.refused[s] = make(map[identity.PeerName]uint64)
+		}
+		c.refused[s][src] = c.stampIn(src, s.Range())
 	case m.Heir:
 		c.out = append(c.out, Outgoing{To: src, Msg: encode(&message{Ring: c.ring, Ack: true})})
 	case m.Ack:
@@ -548,13 +670,14 @@ func (c *Core) RmPeer(dead identity.PeerName) (uint64, error) {
 	if n > 0 {
 		c.dirty = true
 		c.updateFree()
+		c.broadcast()
 	}
 	return n, nil
 }
 
 // Leave gives all our space to heir and forgets our allocations (weave
-// reset). It queues the hand-over to heir; HeirAcked tells when it
-// arrived.
+// reset). It queues the hand-over to heir, and Tick sends it again until
+// heir acknowledges; HeirAcked tells when it has.
 func (c *Core) Leave(heir identity.PeerName) uint64 {
 	var n uint64
 	for i := range c.ring.Entries {
@@ -568,6 +691,7 @@ func (c *Core) Leave(heir identity.PeerName) uint64 {
 	clear(c.allocs)
 	c.dirty = true
 	c.heirAcked = 0
+	c.leftTo, c.heirSentAt = heir, time.Time{}
 	c.broadcast()
 	c.out = append(c.out, Outgoing{To: heir, Msg: encode(&message{Ring: c.ring, Heir: true})})
 	return n

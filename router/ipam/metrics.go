@@ -22,7 +22,7 @@ func (a *Allocator) Collector() prometheus.Collector {
 	return &metrics{
 		a:         a,
 		owned:     d("owned_addresses", "Addresses of the allocation range this peer owns."),
-		free:      d("free_addresses", "Addresses this peer owns and has not allocated."),
+		free:      d("free_addresses", "Addresses this peer owns and could still allocate (not allocated, nor the range's network or broadcast address)."),
 		allocated: d("allocated_addresses", "Addresses this peer has allocated to live containers."),
 		held:      d("held_addresses", "Addresses of dead containers kept for the grace period."),
 		pending:   d("pending_requests", "Allocations waiting for space (consensus or a donation)."),

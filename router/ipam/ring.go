@@ -69,8 +69,23 @@ func (r *Ring) seed(peers []identity.PeerName) {
 		if end == start {
 			continue // more peers than addresses: some get none
 		}
-		r.Entries = append(r.Entries, Entry{Token: Addr(start), Peer: p, Version: 1, Free: uint32(end - start)})
+		sp := Range{Start: Addr(start), End: end}
+		free := sp.Size() - uint64(len(r.unusable(sp)))
+		r.Entries = append(r.Entries, Entry{Token: Addr(start), Peer: p, Version: 1, Free: uint32(free)})
 	}
+}
+
+// unusable returns the range's network and broadcast addresses that lie in
+// sp: no subnet hands them out, so free counts leave them out.
+func (r *Ring) unusable(sp Range) []Addr {
+	var out []Addr
+	if sp.Contains(r.Range.Start) {
+		out = append(out, r.Range.Start)
+	}
+	if last := Addr(r.Range.End - 1); sp.Contains(last) && last != r.Range.Start {
+		out = append(out, last)
+	}
+	return out
 }
 
 // end returns where entry i's space ends.
@@ -257,8 +272,11 @@ func (r *Ring) validate() error {
 // ring of another range or other seeds (ErrIncompatible), a malformed one
 // (ErrInvalid), and one where another peer has changed entries or inserted
 // tokens in space that we own (only we may do that; it means our space was
-// reclaimed with rmpeer while we were alive, ErrIncompatible). It reports
-// whether r changed.
+// reclaimed with rmpeer while we were alive, ErrIncompatible), or one that
+// contradicts ours so that the merge would be invalid (ErrIncompatible). A
+// newer or conflicting version of one of our entries that still names us
+// is a change of ours we forgot across a restart: our entry wins, raised
+// above it. It reports whether r changed.
 func (r *Ring) merge(o *Ring, us identity.PeerName) (bool, error) {
 	if err := o.validate(); err != nil {
 		return false, err
@@ -298,6 +316,13 @@ func (r *Ring) merge(o *Ring, us identity.PeerName) (bool, error) {
 		default:
 			mine, theirs := r.Entries[i], o.Entries[j]
 			switch {
+			case mine.Peer == us && theirs.Peer == us && theirs != mine && theirs.Version >= mine.Version:
+				// A change of our own entry that we forgot: we restarted
+				// from a state saved before it went out. Our entry as it
+				// is now stays, above every version of it seen.
+				mine.Version = theirs.Version + 1
+				merged = append(merged, mine)
+				changed = true
 			case theirs.Version > mine.Version:
 				if mine.Peer == us && theirs != mine {
 					return false, fmt.Errorf("%w: peer %s took over our space at %s (was this peer removed with weave rmpeer while it was running? reset it with weave reset)", ErrIncompatible, theirs.Peer, mine.Token)
@@ -314,6 +339,12 @@ func (r *Ring) merge(o *Ring, us identity.PeerName) (bool, error) {
 		}
 	}
 	if changed {
+		// Each side is valid, so the result can only be invalid when the
+		// two contradict each other about who split whose space.
+		res := Ring{Range: r.Range, Seeds: r.Seeds, Entries: merged}
+		if err := res.validate(); err != nil {
+			return false, fmt.Errorf("%w: merged with ours, their ring is contradictory (%v) (was a peer removed with weave rmpeer before all its changes had spread?)", ErrIncompatible, err)
+		}
 		r.Entries = merged
 	}
 	return changed, nil

@@ -37,7 +37,7 @@ type PeerShare struct {
 
 // Status summarises the Core (Pending and DefaultSubnet are the caller's).
 func (c *Core) Status() Status {
-	st := Status{Range: c.cfg.Range.Masked(), Quorum: c.cons.quorum, Seeds: c.ring.Seeds, Peers: []PeerShare{}}
+	st := Status{Range: c.cfg.Range.Masked(), Quorum: c.cons.quorum, Seeds: slices.Clone(c.ring.Seeds), Peers: []PeerShare{}}
 	switch {
 	case c.ring.Seeded():
 		st.State = "ready"

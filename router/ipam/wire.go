@@ -13,7 +13,8 @@ const maxMessage = 4 << 20
 
 // message is what peers send each other on the "ipam" gossip channel, as
 // JSON. Gossip (broadcast and periodic) carries the ring and, before it is
-// seeded, the consensus claims; unicasts ask for space, hand over a leaving
+// seeded, the consensus claims; unicasts ask for space (answered with the
+// ring, and a refusal when there is none to give), hand over a leaving
 // peer's space, and acknowledge that.
 type message struct {
 	// Ring always carries the range, so that peers with different ranges
@@ -21,8 +22,9 @@ type message struct {
 	Ring   *Ring                        `json:"ring"`
 	Claims map[identity.PeerName]Claims `json:"claims,omitempty"`
 	Ask    *askSpace                    `json:"ask,omitempty"`
-	Heir   bool                         `json:"heir,omitempty"` // unicast: we left, the ring makes you our heir
-	Ack    bool                         `json:"ack,omitempty"`  // unicast: heir got it
+	Refuse *askSpace                    `json:"refuse,omitempty"` // unicast: in reply to Ask, none to give there
+	Heir   bool                         `json:"heir,omitempty"`   // unicast: we left, the ring makes you our heir
+	Ack    bool                         `json:"ack,omitempty"`    // unicast: heir got it
 }
 
 // askSpace asks the receiver to hand over some of its free space in Subnet.
@@ -64,8 +66,11 @@ func decode(b []byte) (*message, error) {
 	if err := m.Ring.validate(); err != nil {
 		return nil, err
 	}
-	if m.Ask != nil {
-		p := m.Ask.Subnet.Prefix()
+	for _, a := range []*askSpace{m.Ask, m.Refuse} {
+		if a == nil {
+			continue
+		}
+		p := a.Subnet.Prefix()
 		if !p.IsValid() || !p.Addr().Is4() || p.Masked() != p {
 			return nil, fmt.Errorf("%w: bad subnet %s", ErrInvalid, p)
 		}

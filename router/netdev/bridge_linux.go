@@ -40,6 +40,13 @@ func EnsureBridge(name string, mtu int) (*Bridge, error) {
 	default:
 		return nil, fmt.Errorf("bridge %s: %w", name, err)
 	}
+	// A bridge whose MAC was never set takes the lowest of its ports'
+	// MACs and changes it as ports come and go; containers keep a
+	// permanent neighbour entry for the bridge (the service address), so
+	// fix the MAC it has now.
+	if err := netlink.LinkSetHardwareAddr(link, link.Attrs().HardwareAddr); err != nil {
+		return nil, fmt.Errorf("bridge %s: fix its MAC: %w", name, err)
+	}
 	if mtu > 0 && link.Attrs().MTU != mtu {
 		if err := netlink.LinkSetMTU(link, mtu); err != nil {
 			return nil, fmt.Errorf("bridge %s: set mtu %d: %w", name, mtu, err)

@@ -8,38 +8,43 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Scenario names, in the order they run and print. VXLAN runs first so
 // that the weave rows can be compared with it. The ipam scenario measures
-// `weave attach` latency on hosts of its own (see ipam_linux.go), not the
-// data path.
+// `weave attach` latency on hosts of its own (see ipam_linux.go), and the
+// dns scenario weaveDNS next to dnsmasq (see dns_linux.go), not the data
+// path.
 const (
 	scenarioVXLAN     = "vxlan"
 	scenarioWeave     = "weave"
 	scenarioEncrypted = "weave-encrypted"
 	scenarioIPAM      = "ipam"
+	scenarioDNS       = "dns"
 )
 
 // vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM}
+var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM, scenarioDNS}
 
 // config is what the flags ask for.
 type config struct {
-	duration  time.Duration // of each iperf3 run
-	pings     int           // echo requests per latency measurement
-	interval  time.Duration // between echo requests
-	scenarios []string      // subset of allScenarios, in their order
-	vxlanMTU  int           // container MTU in the VXLAN scenario
-	attaches  int           // weave attach calls per measurement of the ipam scenario
-	jsonOut   string        // file for the JSON report, "" for none
-	weaveBin  string        // prebuilt weave binary, "" to build ./cmd/weave
-	verbose   bool          // log every command
+	duration   time.Duration // of each iperf3 run and each dns load run
+	pings      int           // echo requests per latency measurement
+	interval   time.Duration // between echo requests
+	scenarios  []string      // subset of allScenarios, in their order
+	vxlanMTU   int           // container MTU in the VXLAN scenario
+	attaches   int           // weave attach calls per measurement of the ipam scenario
+	dnsNames   int           // names of each kind in the dns scenario
+	dnsClients []int         // concurrent clients of the dns scenario's rows
+	jsonOut    string        // file for the JSON report, "" for none
+	weaveBin   string        // prebuilt weave binary, "" to build ./cmd/weave
+	verbose    bool          // log every command
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -50,17 +55,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"Measures iperf3 TCP throughput (1 and 4 streams) and ping latency between two\n"+
 			"container namespaces on two host namespaces, for: %s;\n"+
 			"and (scenario %s) the latency of `weave attach` with an allocated address, in turn\n"+
-			"on one host (next to static-address attaches) and all at once over three hosts.\n\n",
-			strings.Join(dataPathScenarios(), ", "), scenarioIPAM)
+			"on one host (next to static-address attaches) and all at once over three hosts;\n"+
+			"and (scenario %s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
+			"name, next to dnsmasq serving the same names on the same host.\n\n",
+			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS)
 		fs.PrintDefaults()
 	}
 	var cfg config
-	var only string
-	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each iperf3 run (whole seconds)")
+	var only, dnsClients string
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each iperf3 run and of each dns load run (whole seconds)")
 	fs.IntVar(&cfg.pings, "pings", 200, "echo requests per latency measurement")
 	fs.DurationVar(&cfg.interval, "ping-interval", 10*time.Millisecond, "interval between echo requests")
 	fs.IntVar(&cfg.vxlanMTU, "vxlan-mtu", vxlanMaxMTU, "container MTU in the vxlan scenario (1376 matches weave's default)")
 	fs.IntVar(&cfg.attaches, "attaches", 100, "weave attach calls per measurement in the ipam scenario")
+	fs.IntVar(&cfg.dnsNames, "dns-names", 100, "weave names registered, and forwarded names asked, in the dns scenario")
+	fs.StringVar(&dnsClients, "dns-clients", "1,8", "comma-separated numbers of concurrent clients in the dns scenario, one row each")
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.weaveBin, "weave", "", "weave binary to use (default: go build ./cmd/weave into a temporary directory)")
@@ -89,6 +98,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.attaches < 1 || cfg.attaches > maxAttaches {
 		return fail("-attaches %d: want 1 to %d", cfg.attaches, maxAttaches)
 	}
+	if cfg.dnsNames < 1 || cfg.dnsNames > maxDNSNames {
+		return fail("-dns-names %d: want 1 to %d", cfg.dnsNames, maxDNSNames)
+	}
+	clients, err := parseClientCounts(dnsClients, maxDNSClients)
+	if err != nil {
+		return fail("-dns-clients: %w", err)
+	}
+	cfg.dnsClients = clients
 	if cfg.vxlanMTU < 1280 || cfg.vxlanMTU > vxlanMaxMTU {
 		return fail("-vxlan-mtu %d: want 1280 to %d (the 1500 underlay less VXLAN's 50 bytes)", cfg.vxlanMTU, vxlanMaxMTU)
 	}
@@ -122,12 +139,39 @@ func (c config) needsWeave() bool {
 // needsLab reports whether any selected scenario measures the data path
 // (and so needs the two-host lab, iperf3 and ping).
 func (c config) needsLab() bool {
-	return slices.ContainsFunc(c.scenarios, func(s string) bool { return s != scenarioIPAM })
+	return slices.ContainsFunc(c.scenarios, isDataPath)
 }
+
+// isDataPath reports whether scenario s is measured with iperf3 and ping
+// on the two-host lab.
+func isDataPath(s string) bool { return s != scenarioIPAM && s != scenarioDNS }
 
 // dataPathScenarios are the scenarios measured with iperf3 and ping.
 func dataPathScenarios() []string {
-	return slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == scenarioIPAM })
+	return slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return !isDataPath(s) })
+}
+
+// parseClientCounts parses a comma-separated list of client counts, each 1
+// to maxClients, and returns them without duplicates, in the order given.
+func parseClientCounts(s string, maxClients int) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > maxClients {
+			return nil, fmt.Errorf("%q: want numbers from 1 to %d", f, maxClients)
+		}
+		if !slices.Contains(counts, n) {
+			counts = append(counts, n)
+		}
+	}
+	if len(counts) == 0 {
+		return nil, fmt.Errorf("%q: no client count", s)
+	}
+	return counts, nil
 }
 
 // checkPrerequisites fails with a message that says how to fix it when
@@ -139,6 +183,9 @@ func checkPrerequisites(cfg config) error {
 	tools := []struct{ cmd, pkg string }{{"ip", "iproute2"}}
 	if cfg.needsLab() {
 		tools = append(tools, []struct{ cmd, pkg string }{{"ss", "iproute2"}, {"iperf3", "iperf3"}, {"ping", "iputils-ping"}}...)
+	}
+	if slices.Contains(cfg.scenarios, scenarioDNS) {
+		tools = append(tools, struct{ cmd, pkg string }{"dnsmasq", "dnsmasq-base"})
 	}
 	if cfg.needsWeave() && cfg.weaveBin == "" {
 		tools = append(tools, struct{ cmd, pkg string }{"go", "golang (or pass -weave BINARY)"})

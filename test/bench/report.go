@@ -32,11 +32,13 @@ type result struct {
 	// Attach holds the ipam scenario's figures (the fields above are
 	// the data path's and stay zero in its row).
 	Attach *attachResult `json:"attach,omitempty"`
-	Error  string        `json:"error,omitempty"`
+	// DNS holds the dns scenario's figures.
+	DNS   *dnsResult `json:"dns,omitempty"`
+	Error string     `json:"error,omitempty"`
 }
 
 // dataPath reports whether the row measures the data path (iperf3, ping).
-func (res *result) dataPath() bool { return res.Scenario != scenarioIPAM }
+func (res *result) dataPath() bool { return isDataPath(res.Scenario) }
 
 // ratios compare a row with the VXLAN row: throughput weave/VXLAN (higher
 // is better) and latency weave/VXLAN (lower is better). Zero: not known.
@@ -133,8 +135,11 @@ func (r *report) print(w io.Writer) {
 		r.printDataPath(w, num, x)
 	}
 	for _, res := range r.Results {
-		if !res.dataPath() {
+		switch res.Scenario {
+		case scenarioIPAM:
 			printAttach(w, res)
+		case scenarioDNS:
+			printDNS(w, res)
 		}
 	}
 	for _, res := range r.Results {

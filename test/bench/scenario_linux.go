@@ -52,10 +52,12 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		start := time.Now()
 		var err error
 		switch {
-		case name == scenarioIPAM && binErr != nil:
+		case (name == scenarioIPAM || name == scenarioDNS) && binErr != nil:
 			err = binErr
 		case name == scenarioIPAM:
 			err = runIPAM(ctx, cfg, log, tmp, weaveBin, &res)
+		case name == scenarioDNS:
+			err = runDNS(ctx, cfg, log, tmp, weaveBin, &res)
 		default:
 			err = runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
 		}
