@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weavelab/weave/dns/replicate"
@@ -156,9 +157,11 @@ func (s *Service) Close() error {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		s.wg.Wait()
+		// Shut the replication down before waiting: it ends a Join in
+		// flight.
 		errs := []error{s.srv.Close()}
 		errs = append(errs, s.repl.Leave(500*time.Millisecond), s.repl.Shutdown())
+		s.wg.Wait()
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
@@ -167,7 +170,7 @@ func (s *Service) Close() error {
 func (s *Service) loop(ctx context.Context) {
 	t := time.NewTicker(joinInterval)
 	defer t.Stop()
-	joined := map[identity.PeerName]bool{}
+	var joining atomic.Bool
 	for {
 		members := map[identity.PeerName]bool{}
 		for _, m := range s.repl.Members() {
@@ -179,17 +182,17 @@ func (s *Service) loop(ctx context.Context) {
 				todo = append(todo, p)
 			}
 		}
-		if len(todo) > 0 {
-			if n, err := s.repl.Join(todo); err != nil && n == 0 {
-				s.log.Debug("weaveDNS: join", "peers", todo, "err", err)
-			} else {
-				for _, p := range todo {
-					if !joined[p] {
-						joined[p] = true
-						s.log.Debug("weaveDNS: joined", "peer", p.String())
-					}
+		// Join blocks (a peer without weaveDNS never answers, until
+		// memberlist's timeout): one round at a time, off this loop.
+		if len(todo) > 0 && joining.CompareAndSwap(false, true) {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer joining.Store(false)
+				if n, err := s.repl.Join(todo); err != nil && n == 0 {
+					s.log.Debug("weaveDNS: join", "peers", todo, "err", err)
 				}
-			}
+			}()
 		}
 		s.tab.GC(time.Now())
 		select {

@@ -24,8 +24,9 @@ import (
 // the acceptor; the stream number is never 0.
 //
 // seqlim and bytelim grant the receiver of the frame credit: it may send
-// DATA and FIN with seq < seqlim while the stream's total DATA payload stays
-// ≤ bytelim. Both only grow, so a stale or lost WINDOW is harmless. seq
+// DATA with seq < seqlim while the stream's total DATA payload stays
+// ≤ bytelim, and FIN with seq ≤ seqlim (so closing never waits for
+// credit). Both only grow, so a stale or lost WINDOW is harmless. seq
 // numbers DATA and FIN from 0 in each direction; FIN takes one number.
 //
 // The decoder is strict: unknown kinds, flags or reasons, wrong lengths,
