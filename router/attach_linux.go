@@ -162,10 +162,14 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 		}
 		return nil, err
 	}
-	if err := c.AddAddrs(prefixes); err != nil {
+	// The way to the service address first: a container waiting for an
+	// address on ethwe (the proxy's wait-iface) starts the moment it has
+	// one, and may ask weaveDNS at once.
+	if err := r.addServiceRoutes(c, iface.MAC.String(), prefixes, true); err != nil {
+		r.delHostRoutes(prefixes)
 		return undo(err)
 	}
-	if err := r.addServiceRoutes(c, iface.MAC.String(), prefixes, true); err != nil {
+	if err := c.AddAddrs(prefixes); err != nil {
 		r.delHostRoutes(prefixes)
 		return undo(err)
 	}

@@ -78,6 +78,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		a.dnsAddCommand(),
 		a.dnsRemoveCommand(),
 		a.dnsLookupCommand(),
+		a.envCommand(),
+		a.waitIfaceCommand(),
 	)
 	return root
 }

@@ -35,6 +35,7 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.StringVar(&c.IPAllocInit, "ipalloc-init", "", "how the range is first divided: consensus (among a majority of the peers given at launch and this one), consensus=N (N initial peers), or observer (never divides it; waits for the others)")
 	fs.DurationVar(&c.IPAllocGrace, "ipalloc-grace", c.IPAllocGrace, "how long a dead container's addresses are kept for it to come back")
 	fs.BoolVar(&c.NoDocker, "no-docker", false, "do not talk to the Docker Engine (netns: and pid: containers only)")
+	fs.BoolVar(&c.NoProxy, "no-proxy", false, "do not serve the Docker API proxy on $WEAVE_RUN_DIR/docker.sock (see weave env)")
 	fs.BoolVar(&c.NoDNS, "no-dns", false, "do not run weaveDNS")
 	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
 	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address, IP:port; containers are pointed at it (port 53 only), so the default is a link-local address on the bridge that only this host's containers reach")

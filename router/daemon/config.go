@@ -92,6 +92,8 @@ type Config struct {
 	// NoDocker: do not talk to the Docker Engine (netns: and pid:
 	// containers only).
 	NoDocker bool
+	// NoProxy: do not serve the Docker API proxy on $WEAVE_RUN_DIR/docker.sock.
+	NoProxy bool
 	// Accepted and stored for the DNS issue.
 	NoDNS            bool
 	DNSDomain        string
@@ -408,6 +410,8 @@ type Paths struct {
 	Socket string
 	PID    string
 	Log    string
+	// Proxy is the Docker API proxy's socket.
+	Proxy string
 }
 
 // RunPaths returns the run-dir files for runDir.
@@ -416,5 +420,6 @@ func RunPaths(runDir string) Paths {
 		Socket: filepath.Join(runDir, "weave.sock"),
 		PID:    filepath.Join(runDir, "weave.pid"),
 		Log:    filepath.Join(runDir, "weave.log"),
+		Proxy:  filepath.Join(runDir, "docker.sock"),
 	}
 }

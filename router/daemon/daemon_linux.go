@@ -18,6 +18,7 @@ import (
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/proxy"
 	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/router/daemon/firewall"
@@ -261,6 +262,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer dockerWG.Done()
 		reconcileLoop(ctx, n, reconcileInterval)
 	}()
+	if !cfg.NoDocker && !cfg.NoProxy {
+		if px, err := newProxy(cfg, n, serviceAddr, log); err != nil {
+			log.Warn("docker api proxy: not started", "err", err)
+		} else if err := px.Listen(); err != nil {
+			log.Warn("docker api proxy: not started", "err", err)
+		} else {
+			dockerWG.Add(1)
+			go func() {
+				defer dockerWG.Done()
+				if err := px.Serve(ctx); err != nil {
+					log.Warn("docker api proxy stopped", "err", err)
+				}
+			}()
+		}
+	}
 	if err := n.restoreTargets(cfg.Peers); err != nil {
 		return err
 	}
@@ -400,7 +416,7 @@ func Reset(ctx context.Context, cfg Config) error {
 	for _, e := range entries {
 		errs = append(errs, os.RemoveAll(filepath.Join(cfg.StateDir, e.Name())))
 	}
-	for _, p := range []string{paths.Socket, paths.Socket + ".new", paths.PID, paths.Log} {
+	for _, p := range []string{paths.Socket, paths.Socket + ".new", paths.PID, paths.Log, paths.Proxy} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -441,4 +457,31 @@ func openFirewall(ctx context.Context, cfg Config, log *slog.Logger) {
 		return
 	}
 	log.Info("host firewall: accept rules for the bridge in FORWARD", "backend", fw.String(), "bridge", cfg.Bridge)
+}
+
+// newProxy builds the Docker API proxy: containers started through it are
+// attached by this router (proxyAttacher) and run their command through
+// this very binary's wait-iface, bind-mounted into them.
+func newProxy(cfg Config, n *node, dnsAddr netip.Addr, log *slog.Logger) (*proxy.Proxy, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	pcfg := proxy.DefaultConfig()
+	pcfg.Socket = RunPaths(cfg.RunDir).Proxy
+	if h := os.Getenv("DOCKER_HOST"); h != "" {
+		pcfg.Upstream = h
+	}
+	pcfg.WaitBinary, pcfg.DNSAddr, pcfg.Attacher, pcfg.Logger = self, dnsAddr, proxyAttacher{n}, log
+	if cfg.DNSDomain != "" {
+		pcfg.Domain = cfg.DNSDomain
+	}
+	return proxy.New(pcfg)
+}
+
+// proxyAttacher attaches containers the proxy started.
+type proxyAttacher struct{ n *node }
+
+func (a proxyAttacher) Attach(ctx context.Context, id string, addrs []string) ([]string, error) {
+	return a.n.Attach(ctx, id, addrs, false)
 }
