@@ -72,7 +72,7 @@ func (c Config) withDefaults() Config {
 		c.Grace = DefaultGrace
 	}
 	if c.Reachable == nil {
-		c.Reachable = func(identity.PeerName) bool { return false }
+		c.Reachable = func(identity.PeerName) bool { return true }
 	}
 	if c.Peers == nil {
 		c.Peers = func() []identity.PeerName { return nil }
@@ -160,6 +160,7 @@ func (a *Allocator) Start(ctx context.Context, send Sender) {
 		return
 	}
 	a.send = send
+	st := a.core.Status() // before the actor owns the Core
 	stop := context.AfterFunc(ctx, a.cancel)
 	a.wg.Add(1)
 	go func() {
@@ -167,7 +168,6 @@ func (a *Allocator) Start(ctx context.Context, send Sender) {
 		defer stop()
 		a.loop()
 	}()
-	st := a.core.Status()
 	a.log.Info("ipam started", "range", a.cfg.Range, "default_subnet", a.cfg.DefaultSubnet, "state", st.State, "allocated", st.Allocated, "quorum", a.cfg.Quorum)
 }
 
@@ -184,6 +184,11 @@ func (a *Allocator) loop() {
 	// Say who we are to the neighbours we have.
 	a.core.broadcast()
 	a.settle()
+	// Settle after each burst of actions, and at least every
+	// settleEvery actions under steady traffic, so that waiting requests
+	// are retried and changes saved.
+	const settleEvery = 32
+	unsettled := 0
 	for {
 		select {
 		case f := <-a.actions:
@@ -199,7 +204,8 @@ func (a *Allocator) loop() {
 			a.pending = nil
 			return
 		}
-		if len(a.actions) == 0 {
+		if unsettled++; len(a.actions) == 0 || unsettled >= settleEvery {
+			unsettled = 0
 			a.settle()
 		}
 	}
@@ -211,8 +217,13 @@ func (a *Allocator) settle() {
 	now := a.cfg.Now()
 	var answered []*request
 	var results []result
+	var fresh []bool // the answer is an address the container did not have
 	kept := a.pending[:0]
 	for _, r := range a.pending {
+		had := map[netip.Addr]bool{}
+		for _, al := range a.core.Lookup(r.id) {
+			had[al.Addr] = true
+		}
 		p, err := a.try(r, now)
 		if errors.Is(err, errWait) {
 			r.why = err
@@ -221,25 +232,37 @@ func (a *Allocator) settle() {
 		}
 		answered = append(answered, r)
 		results = append(results, result{p, err})
+		fresh = append(fresh, err == nil && !had[p.Addr()])
 	}
 	a.pending = kept
-	if a.core.TakeDirty() {
+	changed := a.core.TakeDirty()
+	if changed {
 		if err := saveFile(a.cfg.StateDir, a.core.snapshot()); err != nil {
+			// Nothing that is not on disk may be handed out or sent:
+			// undo the new allocations, keep the messages for later
+			// and try to save again at the next settle.
 			a.log.Error("ipam: cannot save state; failing the allocations made since", "err", err)
 			for i, r := range answered {
-				if results[i].err == nil {
+				if results[i].err == nil && fresh[i] {
 					a.core.Release(r.id, results[i].p.Addr())
 					results[i] = result{err: err}
 				}
 			}
-			a.core.TakeDirty()
+			a.core.MarkDirty()
+			for i, r := range answered {
+				r.reply <- results[i]
+			}
+			return
 		}
 	}
 	for i, r := range answered {
 		r.reply <- results[i]
 	}
-	a.publish()
-	for _, o := range a.core.Flush() {
+	out := a.core.Flush()
+	if changed || len(out) > 0 {
+		a.publish()
+	}
+	for _, o := range out {
 		if a.send == nil {
 			continue
 		}
@@ -339,7 +362,7 @@ func (a *Allocator) wait(ctx context.Context, r *request) (netip.Prefix, error) 
 			a.pending = slices.Delete(a.pending, i, i+1)
 			return
 		}
-		got := <-r.reply // answered meanwhile: undo a new allocation
+		got := <-r.reply // answered meanwhile: the caller keeps it
 		res = &got
 	})
 	if res != nil && res.err == nil {
@@ -424,6 +447,10 @@ func (a *Allocator) Leave(ctx context.Context) (identity.PeerName, error) {
 		if heir == 0 {
 			return
 		}
+		for _, r := range a.pending {
+			r.reply <- result{err: errors.New("this router is leaving (weave reset)")}
+		}
+		a.pending = nil
 		n := a.core.Leave(heir)
 		a.log.Info("ipam: handing our space to another peer", "heir", heir.String(), "addresses", n)
 	})
@@ -483,10 +510,20 @@ func (a *Allocator) onMessage(src identity.PeerName, msg []byte, unicast bool) (
 	var delta []byte
 	if derr := a.do(func() {
 		changed, err = a.core.OnMessage(src, msg, unicast)
-		if changed {
-			a.publish()
-			delta = *a.gossip.Load()
+		if err != nil || !changed {
+			return
 		}
+		// What we pass on must be on disk first (a donation we received
+		// and relayed, then forgot in a crash, would be owned twice).
+		if a.core.TakeDirty() {
+			if serr := saveFile(a.cfg.StateDir, a.core.snapshot()); serr != nil {
+				a.core.MarkDirty()
+				err = fmt.Errorf("cannot save state: %w", serr)
+				return
+			}
+		}
+		a.publish()
+		delta = *a.gossip.Load()
 	}); derr != nil {
 		return nil, derr
 	}

@@ -417,21 +417,10 @@ func TestAllocatorLeaveLostHandOver(t *testing.T) {
 	}
 }
 
-// knownBug skips tests that show bugs of allocator.go (which this
-// package's tests may not change) unless IPAM_KNOWN_BUGS is set: they fail
-// until it is fixed.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("IPAM_KNOWN_BUGS") == "" {
-		t.Skipf("allocator.go: %s (set IPAM_KNOWN_BUGS=1 to run)", what)
-	}
-}
-
 // TestAllocatorStartRace: gossip that arrives while Start runs races with
 // Start reading the Core (allocator.go, Start: a.core.Status() after the
 // actor started). Run with -race.
 func TestAllocatorStartRace(t *testing.T) {
-	knownBug(t, "Start reads the Core outside the actor")
 	peer := newTestCoreSeeded(t, 2, "10.32.0.0/24")
 	for range 20 {
 		a, err := New(Config{Peer: 1, Range: pfx("10.32.0.0/24"), Tick: time.Millisecond})
@@ -467,7 +456,6 @@ func (discard) Unicast(identity.PeerName, []byte) error { return nil }
 // the allocations answered in that burst by releasing their addresses,
 // even an address the container already had (allocator.go, settle).
 func TestAllocatorSaveFailureKeepsExisting(t *testing.T) {
-	knownBug(t, "a failed save releases addresses containers already had")
 	n := newMemNet(t)
 	dir := filepath.Join(t.TempDir(), "state")
 	cfg := n.config(1, "10.32.0.0/24", 1)

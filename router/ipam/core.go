@@ -154,6 +154,10 @@ func (c *Core) TakeDirty() bool {
 	return d
 }
 
+// MarkDirty records that persisted state still has to be saved (after a
+// failed save).
+func (c *Core) MarkDirty() { c.dirty = true }
+
 // Seeded reports whether the ring is divided among peers.
 func (c *Core) Seeded() bool { return c.ring.Seeded() }
 
