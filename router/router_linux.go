@@ -318,3 +318,36 @@ func (r *Router) refreshServiceRoutesLocked() {
 		c.Close()
 	}
 }
+
+// Gone drops the records of container id (a Docker container that died:
+// its namespace is gone or going), as reconcile would once the kernel
+// agrees, calling Config.OnGone. It is not an error if there are none.
+func (r *Router) Gone(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	var gone []*record
+	kept := r.recs[:0:0]
+	for _, rec := range r.recs {
+		if rec.ID == id {
+			gone = append(gone, rec)
+			continue
+		}
+		kept = append(kept, rec)
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	r.recs = kept
+	for _, rec := range gone {
+		netdev.DeleteLink(rec.HostVeth) // normally gone with the namespace
+		r.delHostRoutes(rec.Addrs)
+		r.log.Info("container died, dropping its attachment", "container", rec.ID)
+		if r.cfg.OnGone != nil {
+			r.cfg.OnGone(rec.ID, slices.Clone(rec.Addrs))
+		}
+	}
+	return saveState(r.cfg.StateDir, r.cfg.Bridge, r.recs)
+}

@@ -75,3 +75,30 @@ func TestServiceAddress(t *testing.T) {
 		t.Error("host route to the container left after detach")
 	}
 }
+
+// TestGone: Gone drops a container's record at once (Docker said it died),
+// removes its host veth and reports its addresses to OnGone.
+func TestGone(t *testing.T) {
+	h := newTestHost(t)
+	var goneID string
+	var goneAddrs []netip.Prefix
+	h.cfg.OnGone = func(id string, addrs []netip.Prefix) { goneID, goneAddrs = id, addrs }
+	r := h.router()
+	c := newContainer(t)
+	mustAttach(t, r, c, "10.108.1.1/24")
+	if err := r.Gone("no-such-id"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Gone(c.ref); err != nil {
+		t.Fatal(err)
+	}
+	if goneID != c.ref || len(goneAddrs) != 1 || goneAddrs[0] != netip.MustParsePrefix("10.108.1.1/24") {
+		t.Errorf("OnGone(%q, %v)", goneID, goneAddrs)
+	}
+	if ps, _ := r.PS(context.Background()); len(ps) != 0 {
+		t.Errorf("PS after Gone = %v", ps)
+	}
+	if c.ethwe(t) != nil {
+		t.Error("ethwe left in the container after Gone (its veth was not deleted)")
+	}
+}

@@ -30,10 +30,10 @@ func (e dockerEvents) OnEvent(ev docker.Event) {
 	n := e.n
 	switch ev.Action {
 	case docker.ActionDie:
-		// The namespace is gone: reconcile drops the record and holds
-		// its addresses (onGone).
-		if err := n.net.Reconcile(); err != nil {
-			n.log.Warn("reconcile after a container died", "container", ev.ID, "err", err)
+		// Its namespace is gone (or going: do not wait for the kernel to
+		// agree): drop the record and hold its addresses (onGone).
+		if err := n.net.Gone(ev.ID); err != nil {
+			n.log.Warn("dropping a container that died", "container", ev.ID, "err", err)
 		}
 	case docker.ActionStart:
 		e.restart(ev.ID, false)

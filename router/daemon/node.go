@@ -33,6 +33,7 @@ type (
 		DetachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error)
 		PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]router.Attachment, error)
 		Reconcile() error
+		Gone(id string) error
 		Expose(addrs []string) ([]netip.Prefix, error)
 		Hide(addrs []string) error
 		Exposed() ([]netip.Prefix, error)

@@ -108,6 +108,8 @@ func (n *fakeNet) PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]ro
 
 func (n *fakeNet) Reconcile() error { return nil }
 
+func (n *fakeNet) Gone(id string) error { delete(n.attached, id); return nil }
+
 func (n *fakeNet) Expose(addrs []string) ([]netip.Prefix, error) {
 	ps, err := router.ParseAddrs(addrs)
 	n.exposed = append(n.exposed, ps...)
