@@ -171,17 +171,21 @@ func (s *Service) loop(ctx context.Context) {
 	t := time.NewTicker(joinInterval)
 	defer t.Stop()
 	var joining atomic.Bool
+	unreachableSince := map[identity.PeerName]time.Time{}
 	for {
 		members := map[identity.PeerName]bool{}
 		for _, m := range s.repl.Members() {
 			members[m] = true
 		}
+		reachable := map[identity.PeerName]bool{}
 		var todo []identity.PeerName
 		for _, p := range s.cfg.Peers() {
+			reachable[p] = true
 			if p != s.cfg.Peer && !members[p] {
 				todo = append(todo, p)
 			}
 		}
+		s.dropUnreachable(reachable, unreachableSince, time.Now())
 		// Join blocks (a peer without weaveDNS never answers, until
 		// memberlist's timeout): one round at a time, off this loop.
 		if len(todo) > 0 && joining.CompareAndSwap(false, true) {
@@ -203,12 +207,64 @@ func (s *Service) loop(ctx context.Context) {
 	}
 }
 
+// The mesh, not memberlist, decides that a peer has gone: memberlist's
+// probes time out on a loaded host and would drop a live peer's names for
+// a while; the mesh's connections and heartbeats are the network's own
+// view. A peer the mesh cannot reach for dropAfter loses its names
+// everywhere (and its data is refused until it is back).
+const dropAfter = 2 * time.Second
+
+// dropUnreachable drops the names of origins the mesh has not reached for
+// dropAfter, and accepts again those that are back.
+func (s *Service) dropUnreachable(reachable map[identity.PeerName]bool, since map[identity.PeerName]time.Time, now time.Time) {
+	origins := map[identity.PeerName]bool{}
+	for _, e := range s.tab.Live() {
+		if e.Origin != s.cfg.Peer {
+			origins[e.Origin] = true
+		}
+	}
+	s.goneMu.Lock()
+	for p := range s.gone {
+		origins[p] = true
+	}
+	s.goneMu.Unlock()
+	for p := range origins {
+		if reachable[p] {
+			delete(since, p)
+			s.goneMu.Lock()
+			delete(s.gone, p)
+			s.goneMu.Unlock()
+			continue
+		}
+		if _, ok := since[p]; !ok {
+			since[p] = now
+			continue
+		}
+		if now.Sub(since[p]) >= dropAfter {
+			s.drop(p, "unreachable in the mesh")
+		}
+	}
+}
+
+// onLeave is memberlist declaring p dead or gone: believed only when the
+// mesh agrees (a peer that left says so, and stops being reachable).
 func (s *Service) onLeave(p identity.PeerName) {
+	for _, q := range s.cfg.Peers() {
+		if q == p {
+			s.log.Debug("weaveDNS: memberlist lost a peer the mesh still reaches; keeping its names", "remote", p.String())
+			return
+		}
+	}
+	s.drop(p, "left")
+}
+
+// drop forgets p's names and refuses its data until it is back.
+func (s *Service) drop(p identity.PeerName, why string) {
 	s.goneMu.Lock()
 	s.gone[p] = true
 	s.goneMu.Unlock()
 	if names := s.tab.DropOrigin(p); len(names) > 0 {
-		s.log.Info("weaveDNS: peer gone; dropped its names", "remote", p.String(), "names", names)
+		s.log.Info("weaveDNS: peer gone; dropped its names", "remote", p.String(), "why", why, "names", names)
 	}
 }
 
