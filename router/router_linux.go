@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/weavelab/weave/router/netdev"
 )
@@ -201,6 +202,13 @@ func (r *Router) Reconcile() error {
 	return r.reconcileLocked()
 }
 
+// A process-based container reference that names no namespace is checked
+// goneRechecks more times, goneRecheckDelay apart, before it counts as gone.
+const (
+	goneRechecks     = 3
+	goneRecheckDelay = 10 * time.Millisecond
+)
+
 // checkRecord reports whether rec still describes a live attachment and,
 // if the kernel differs from it, an updated copy.
 func (r *Router) checkRecord(rec *record) (keep bool, updated *record) {
@@ -211,6 +219,15 @@ func (r *Router) checkRecord(rec *record) (keep bool, updated *record) {
 		return false, nil
 	}
 	c, err := netdev.OpenContainer(ref)
+	for i := 0; i < goneRechecks && errors.Is(err, netdev.ErrNoNamespace) && ref.PID != 0; i++ {
+		// /proc/PID/ns/net is missing for a moment while the process
+		// execs from a thread other than its main one (the kernel's
+		// de_thread): a Go entrypoint such as the proxy's wait-iface
+		// does that. Look again before deleting a live container's
+		// interface.
+		time.Sleep(goneRecheckDelay)
+		c, err = netdev.OpenContainer(ref)
+	}
 	if errors.Is(err, netdev.ErrNoNamespace) {
 		log.Info("container gone, dropping its attachment")
 		netdev.DeleteLink(rec.HostVeth) // normally gone with the namespace

@@ -12,12 +12,23 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 )
 
 // version is the build's version, set with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
+
+// init keeps `weave wait-iface` (the proxy's entrypoint in containers) on
+// the main thread: its exec then replaces the process without the moment,
+// which an exec from another thread has, when /proc/PID/ns/net is missing
+// and the router would take the container for gone.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "wait-iface" {
+		runtime.LockOSThread()
+	}
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

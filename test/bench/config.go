@@ -24,13 +24,14 @@ const (
 	scenarioEncrypted = "weave-encrypted"
 	scenarioIPAM      = "ipam"
 	scenarioDNS       = "dns"
+	scenarioProxy     = "proxy"
 )
 
 // vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM, scenarioDNS}
+var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM, scenarioProxy, scenarioDNS}
 
 // config is what the flags ask for.
 type config struct {
@@ -42,6 +43,7 @@ type config struct {
 	attaches   int           // weave attach calls per measurement of the ipam scenario
 	dnsNames   int           // names of each kind in the dns scenario
 	dnsClients []int         // concurrent clients of the dns scenario's rows
+	proxyRuns  int           // container starts per row of the proxy scenario
 	jsonOut    string        // file for the JSON report, "" for none
 	weaveBin   string        // prebuilt weave binary, "" to build ./cmd/weave
 	verbose    bool          // log every command
@@ -57,8 +59,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"and (scenario %s) the latency of `weave attach` with an allocated address, in turn\n"+
 			"on one host (next to static-address attaches) and all at once over three hosts;\n"+
 			"and (scenario %s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
-			"name, next to dnsmasq serving the same names on the same host.\n\n",
-			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS)
+			"name, next to dnsmasq serving the same names on the same host;\n"+
+			"and (scenario %s) the time from docker run to the container's first packet, through\n"+
+			"weave's Docker API proxy and with plain docker run on Docker's bridge.\n\n",
+			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS, scenarioProxy)
 		fs.PrintDefaults()
 	}
 	var cfg config
@@ -70,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.attaches, "attaches", 100, "weave attach calls per measurement in the ipam scenario")
 	fs.IntVar(&cfg.dnsNames, "dns-names", 100, "weave names registered, and forwarded names asked, in the dns scenario")
 	fs.StringVar(&dnsClients, "dns-clients", "1,8", "comma-separated numbers of concurrent clients in the dns scenario, one row each")
+	fs.IntVar(&cfg.proxyRuns, "proxy-runs", 10, "container starts per row in the proxy scenario")
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.weaveBin, "weave", "", "weave binary to use (default: go build ./cmd/weave into a temporary directory)")
@@ -100,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.dnsNames < 1 || cfg.dnsNames > maxDNSNames {
 		return fail("-dns-names %d: want 1 to %d", cfg.dnsNames, maxDNSNames)
+	}
+	if cfg.proxyRuns < 1 || cfg.proxyRuns > maxProxyRuns {
+		return fail("-proxy-runs %d: want 1 to %d", cfg.proxyRuns, maxProxyRuns)
 	}
 	clients, err := parseClientCounts(dnsClients, maxDNSClients)
 	if err != nil {
@@ -144,7 +152,7 @@ func (c config) needsLab() bool {
 
 // isDataPath reports whether scenario s is measured with iperf3 and ping
 // on the two-host lab.
-func isDataPath(s string) bool { return s != scenarioIPAM && s != scenarioDNS }
+func isDataPath(s string) bool { return s != scenarioIPAM && s != scenarioDNS && s != scenarioProxy }
 
 // dataPathScenarios are the scenarios measured with iperf3 and ping.
 func dataPathScenarios() []string {
@@ -186,6 +194,9 @@ func checkPrerequisites(cfg config) error {
 	}
 	if slices.Contains(cfg.scenarios, scenarioDNS) {
 		tools = append(tools, struct{ cmd, pkg string }{"dnsmasq", "dnsmasq-base"})
+	}
+	if slices.Contains(cfg.scenarios, scenarioProxy) {
+		tools = append(tools, struct{ cmd, pkg string }{"docker", "docker.io (and a running Docker Engine)"})
 	}
 	if cfg.needsWeave() && cfg.weaveBin == "" {
 		tools = append(tools, struct{ cmd, pkg string }{"go", "golang (or pass -weave BINARY)"})

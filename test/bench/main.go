@@ -9,14 +9,21 @@
 // Scenario dns measures weaveDNS (queries/s, p50 and p99 latency, for a
 // weave name and for a forwarded name, with 1 and 8 clients) next to
 // dnsmasq serving the same names from a hosts file on the same host in the
-// same run, and the ratio weave/dnsmasq. `make bench` runs them all.
+// same run, and the ratio weave/dnsmasq. Scenario proxy measures the time
+// from `docker run` to the container's first packet through weave's Docker
+// API proxy, next to plain docker run on Docker's bridge and weave run
+// (see proxy_linux.go). `make bench` runs them all.
 //
-//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,ipam,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
 //
 // It needs root and ip (iproute2), for the data path iperf3 and ping
-// (iputils), and for scenario dns dnsmasq (dnsmasq-base). Everything it makes (namespaces named wb<pid>-*, links inside
-// them, processes it started, temporary directories) is removed on exit,
-// also after a failure or SIGINT. Traffic stays inside those namespaces.
+// (iputils), for scenario dns dnsmasq (dnsmasq-base), and for scenario
+// proxy the docker CLI and a running Docker Engine. Everything it makes
+// (namespaces named wb<pid>-*, links inside them, processes it started,
+// containers labelled weave-bench=wb<pid>, temporary directories) is
+// removed on exit, also after a failure or SIGINT. Traffic stays inside
+// those namespaces, but for the proxy scenario's baseline, which uses
+// Docker's own bridge.
 package main
 
 import (

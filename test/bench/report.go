@@ -33,8 +33,10 @@ type result struct {
 	// the data path's and stay zero in its row).
 	Attach *attachResult `json:"attach,omitempty"`
 	// DNS holds the dns scenario's figures.
-	DNS   *dnsResult `json:"dns,omitempty"`
-	Error string     `json:"error,omitempty"`
+	DNS *dnsResult `json:"dns,omitempty"`
+	// Proxy holds the proxy scenario's figures.
+	Proxy *proxyResult `json:"proxy,omitempty"`
+	Error string       `json:"error,omitempty"`
 }
 
 // dataPath reports whether the row measures the data path (iperf3, ping).
@@ -140,6 +142,8 @@ func (r *report) print(w io.Writer) {
 			printAttach(w, res)
 		case scenarioDNS:
 			printDNS(w, res)
+		case scenarioProxy:
+			printProxy(w, res)
 		}
 	}
 	for _, res := range r.Results {

@@ -52,12 +52,14 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		start := time.Now()
 		var err error
 		switch {
-		case (name == scenarioIPAM || name == scenarioDNS) && binErr != nil:
+		case (name == scenarioIPAM || name == scenarioDNS || name == scenarioProxy) && binErr != nil:
 			err = binErr
 		case name == scenarioIPAM:
 			err = runIPAM(ctx, cfg, log, tmp, weaveBin, &res)
 		case name == scenarioDNS:
 			err = runDNS(ctx, cfg, log, tmp, weaveBin, &res)
+		case name == scenarioProxy:
+			err = runProxy(ctx, cfg, log, tmp, weaveBin, &res)
 		default:
 			err = runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
 		}
