@@ -87,7 +87,15 @@ func RemoveResolvConf(path string) error {
 	if !bytes.HasPrefix(b, []byte(resolvMarker)) {
 		return nil
 	}
-	return os.Remove(path)
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	// The per-namespace directory we made goes too, once empty (a
+	// directory with other files in it stays: os.Remove refuses).
+	if dir := filepath.Dir(path); filepath.Dir(dir) == "/etc/netns" {
+		os.Remove(dir)
+	}
+	return nil
 }
 
 // NetnsResolvConf is the resolv.conf that `ip netns exec NAME` shows a

@@ -112,6 +112,9 @@ func (n *node) dnsGone(id string) {
 	if n.dns == nil {
 		return
 	}
+	if ref, err := netdev.ParseContainer(id); err == nil && ref.Kind == netdev.KindNetns && ref.Name != "" {
+		dns.RemoveResolvConf(dns.NetnsResolvConf(ref.Name))
+	}
 	if names := n.dns.RemoveContainer(id); len(names) > 0 {
 		n.log.Info("weaveDNS: container gone; removed its names", "container", id, "names", names)
 	}

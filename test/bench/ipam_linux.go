@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -116,7 +117,11 @@ func (il *ipamLab) containers(ctx context.Context, kind string, n int, undo *cle
 	undo.push(fmt.Sprintf("delete %d container namespaces", n), func() error {
 		cmd := exec.Command("ip", "-force", "-batch", "-")
 		cmd.Stdin = strings.NewReader(del.String())
-		if out, err := cmd.CombinedOutput(); err != nil {
+		out, err := cmd.CombinedOutput()
+		for _, name := range names { // resolv.conf dirs weave attach made
+			os.RemoveAll(filepath.Join("/etc/netns", name))
+		}
+		if err != nil {
 			return fmt.Errorf("ip -batch netns del: %w: %s", err, lastLines(string(out), 3))
 		}
 		return nil

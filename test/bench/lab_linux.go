@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -88,6 +89,7 @@ func (l *lab) addNetns(ctx context.Context, short string, undo *cleanups) (netns
 	}
 	undo.push("delete netns "+n.name, func() error {
 		n.killAll()
+		os.RemoveAll(filepath.Join("/etc/netns", n.name)) // resolv.conf weave attach made
 		out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ip netns del %s: %w: %s", n.name, err, strings.TrimSpace(string(out)))
