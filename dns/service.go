@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/atomicwriter"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -419,20 +420,5 @@ func (s *Service) save() error {
 	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
 		return err
 	}
-	tmp := filepath.Join(s.cfg.StateDir, stateFile+".tmp")
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, filepath.Join(s.cfg.StateDir, stateFile))
-	}
-	return werr
+	return atomicwriter.WriteFile(filepath.Join(s.cfg.StateDir, stateFile), b, 0o600)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/atomicwriter"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -90,24 +91,8 @@ func saveState(dir, bridge string, recs []*record) error {
 	if err != nil {
 		return fmt.Errorf("save attachments: %w", err)
 	}
-	f, err := os.CreateTemp(dir, stateFileName+".tmp*")
-	if err != nil {
+	if err := atomicwriter.WriteFile(filepath.Join(dir, stateFileName), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save attachments: %w", err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(append(b, '\n'))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, filepath.Join(dir, stateFileName))
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save attachments: %w", werr)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/atomicwriter"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func (s *State) PeerName(override string) (identity.PeerName, error) {
 		if err != nil {
 			return 0, err
 		}
-		return n, writeFileAtomic(path, []byte(n.String()+"\n"), 0o644)
+		return n, atomicwriter.WriteFile(path, []byte(n.String()+"\n"), 0o644)
 	}
 	b, err := os.ReadFile(path)
 	switch {
@@ -63,7 +64,7 @@ func (s *State) PeerName(override string) (identity.PeerName, error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, writeFileAtomic(path, []byte(n.String()+"\n"), 0o644)
+	return n, atomicwriter.WriteFile(path, []byte(n.String()+"\n"), 0o644)
 }
 
 // Targets returns the stored targets (none when the file is missing).
@@ -92,35 +93,8 @@ func (s *State) SetTargets(targets []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, targetsFile), append(b, '\n'), 0o644); err != nil {
+	if err := atomicwriter.WriteFile(filepath.Join(s.dir, targetsFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save targets: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so a crash leaves the old or the new content, never half.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }

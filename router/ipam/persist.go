@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/atomicwriter"
 	"os"
 	"path/filepath"
 
@@ -99,24 +100,8 @@ func saveFile(dir string, p persisted) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save ipam state: %w", err)
 	}
-	f, err := os.CreateTemp(dir, StateFile+".tmp*")
-	if err != nil {
+	if err := atomicwriter.WriteFile(filepath.Join(dir, StateFile), b, 0o600); err != nil {
 		return fmt.Errorf("save ipam state: %w", err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, filepath.Join(dir, StateFile))
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("save ipam state: %w", werr)
 	}
 	return nil
 }
