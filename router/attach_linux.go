@@ -46,20 +46,13 @@ func (r *Router) attach(ctx context.Context, container string, addrs []string) (
 	if err != nil {
 		return nil, err
 	}
-	return r.attachRef(ctx, ref, prefixes)
+	return r.AttachRef(ctx, ref, prefixes)
 }
 
 // AttachRef is Attach for a resolved container (any kind, Docker
-// included) and parsed addresses.
+// included) and parsed addresses. Its errors do not name the container:
+// the caller does, in the user's words.
 func (r *Router) AttachRef(ctx context.Context, ref netdev.ContainerRef, prefixes []netip.Prefix) ([]netip.Prefix, error) {
-	got, err := r.attachRef(ctx, ref, prefixes)
-	if err != nil {
-		return nil, fmt.Errorf("attach %s: %w", ref, err)
-	}
-	return got, nil
-}
-
-func (r *Router) attachRef(ctx context.Context, ref netdev.ContainerRef, prefixes []netip.Prefix) ([]netip.Prefix, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -233,22 +226,15 @@ func (r *Router) detach(ctx context.Context, container string, addrs []string) e
 	if err != nil {
 		return err
 	}
-	_, err = r.detachRef(ctx, ref, func(netip.Prefix) bool { return len(prefixes) == 0 }, prefixes)
+	_, err = r.DetachRef(ctx, ref, func(netip.Prefix) bool { return len(prefixes) == 0 }, prefixes)
 	return err
 }
 
 // DetachRef removes from a resolved container the addresses that pick
 // selects, plus those listed (each of which it must have); when none would
 // remain it removes ethwe and its veth. It returns the addresses removed.
+// Its errors do not name the container: the caller does.
 func (r *Router) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error) {
-	got, err := r.detachRef(ctx, ref, pick, listed)
-	if err != nil {
-		return nil, fmt.Errorf("detach %s: %w", ref, err)
-	}
-	return got, nil
-}
-
-func (r *Router) detachRef(ctx context.Context, ref netdev.ContainerRef, pick func(netip.Prefix) bool, listed []netip.Prefix) ([]netip.Prefix, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -135,7 +135,7 @@ func (n *node) attach(ctx context.Context, ref netdev.ContainerRef, id string, s
 	got, err := n.net.AttachRef(ctx, ref, prefixes)
 	if err != nil {
 		undo()
-		return nil, unwrapAttach(err, ref)
+		return nil, err
 	}
 	// Attaching may have found an earlier incarnation of the container
 	// (same ID) gone, which put its addresses on hold: they are this
@@ -150,15 +150,6 @@ func (n *node) attach(ctx context.Context, ref netdev.ContainerRef, id string, s
 		}
 	}
 	return got, nil
-}
-
-// unwrapAttach drops the router's "attach REF: " prefix, which the caller
-// adds in the user's words.
-func unwrapAttach(err error, ref netdev.ContainerRef) error {
-	if u := errors.Unwrap(err); u != nil && err.Error() == fmt.Sprintf("attach %s: %s", ref, u) {
-		return u
-	}
-	return err
 }
 
 // obtain turns ADDR specs into addresses: static ones in the allocation
@@ -256,7 +247,7 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 	}
 	removed, err := n.net.DetachRef(ctx, ref, pick, listed)
 	if err != nil {
-		return unwrapDetach(err, ref)
+		return err
 	}
 	as, _ := n.net.PSRefs(ctx, ref)
 	n.dnsAfterDetach(ref, id, removed, len(as) == 0)
@@ -271,13 +262,6 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 		n.gone.forget(id)
 	}
 	return nil
-}
-
-func unwrapDetach(err error, ref netdev.ContainerRef) error {
-	if u := errors.Unwrap(err); u != nil && err.Error() == fmt.Sprintf("detach %s: %s", ref, u) {
-		return u
-	}
-	return err
 }
 
 // releaseStopped frees the addresses a stopped container holds.
@@ -394,7 +378,7 @@ func (n *node) Leave(ctx context.Context) (api.LeaveResponse, error) {
 }
 
 // ipamStatus is the allocator's status with the peers' nicknames.
-func (n *node) ipamStatus(peers []api.Peer) *api.IPAM {
+func (n *node) ipamStatus() *api.IPAM {
 	if n.ipam == nil {
 		return nil
 	}

@@ -186,7 +186,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 		st = n.stats.Stats()
 	}
 	out := buildStatus(n.info, n.mesh.Status(), st)
-	out.IPAM = n.ipamStatus(out.Peers)
+	out.IPAM = n.ipamStatus()
 	out.DNS = n.dnsStatus()
 	return out, nil
 }

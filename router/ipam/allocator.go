@@ -305,10 +305,6 @@ func (a *Allocator) do(f func()) error {
 	}
 }
 
-// Range returns the allocation range; DefaultSubnet the default subnet.
-func (a *Allocator) Range() netip.Prefix         { return a.cfg.Range }
-func (a *Allocator) DefaultSubnet() netip.Prefix { return a.cfg.DefaultSubnet }
-
 // InRange reports whether ip is managed by IPAM.
 func (a *Allocator) InRange(ip netip.Addr) bool { return a.core.InRange(ip) }
 
