@@ -531,10 +531,7 @@ func TestDNSDockerWebDB(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 	cl1, _ := attached(t, l, h1, "cl")
 	cl2, _ := attached(t, l, h2, "cl")
 	both := []*harness.Container{cl1, cl2}
@@ -750,10 +747,7 @@ func TestDNSChurn(t *testing.T) {
 func TestDNSBadInput(t *testing.T) {
 	t.Parallel()
 	l := harness.New(t)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 	c, cIP := attached(t, l, h1, "db")
 	cl, _ := attached(t, l, h2, "cl")
 	mustWeave(t, h1, "dns-add", c.Ref(), "-h", "db.weave.local")

@@ -182,10 +182,7 @@ func TestDockerWebDB(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 
 	db := weaveRun(t, h1, label, nil, "--name", "db-"+l.ID(), img, "db")
 	dbIP := containerAddr(t, h1, db)
@@ -244,10 +241,7 @@ func TestDockerRunConcurrent(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 
 	const n = 30
 	hosts := []*harness.Host{h1, h2}
@@ -397,10 +391,7 @@ func TestDockerBadInput(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 
 	// An address in h2's space: h2 allocates the lowest address of its
 	// own space, so the next one is h2's too (and free).

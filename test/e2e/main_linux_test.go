@@ -94,6 +94,17 @@ func waitConnections(t *testing.T, want map[*harness.Host][]*harness.Host) {
 	t.Logf("connections as wanted after %v", time.Since(start).Round(time.Millisecond))
 }
 
+// meshedPair adds hosts h1 and h2 to l, launches h1 alone and h2 pointed
+// at h1, and waits until they are connected.
+func meshedPair(t *testing.T, l *harness.LAN) (h1, h2 *harness.Host) {
+	t.Helper()
+	h1, h2 = l.AddHost("h1"), l.AddHost("h2")
+	h1.Launch()
+	h2.Launch(h1.IP)
+	waitMesh(t, h1, h2)
+	return h1, h2
+}
+
 // waitMesh waits until every host is connected to every other one.
 func waitMesh(t *testing.T, hs ...*harness.Host) {
 	t.Helper()

@@ -314,10 +314,7 @@ func TestProxyWebDB(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 	p1, p2 := proxyOf(t, h1), proxyOf(t, h2)
 
 	dbName, webName := "db-"+l.ID(), "web-"+l.ID()
@@ -510,10 +507,7 @@ func TestProxyWeaveCIDR(t *testing.T) {
 	l := harness.New(t)
 	img := harness.DockerImage(t)
 	label := dockerLabel(t, l)
-	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
-	h1.Launch()
-	h2.Launch(h1.IP)
-	waitMesh(t, h1, h2)
+	h1, h2 := meshedPair(t, l)
 	p1 := proxyOf(t, h1)
 
 	noneName := "none-" + l.ID()
