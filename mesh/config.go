@@ -50,6 +50,13 @@ func (TCPTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 type Config struct {
 	// Peer is our identity (name, nickname, UID). Required.
 	Peer identity.Peer
+	// KeyExchangeInterval is how often an encrypted connection runs a fresh
+	// ephemeral key exchange (0 = handshake.DefaultKeyExchangeInterval).
+	KeyExchangeInterval time.Duration
+	// Key is our identity key; Peer.Name must be its name (identity.NameOf).
+	// It proves our name in every handshake and signs our topology entry.
+	// Required.
+	Key *identity.Key
 	// ListenHost is the address to listen on ("" = all addresses).
 	ListenHost string
 	// Port is the TCP port to listen on (0 picks a free one; see
@@ -97,7 +104,30 @@ type Config struct {
 	ConnLimit int
 	// SendQueue is the number of messages queued per connection before
 	// sends are dropped (topology messages are repaired by anti-entropy).
+	// The queue is allocated once the handshake has succeeded.
 	SendQueue int
+
+	// Admission of inbound connections before their handshake (see
+	// admission.go). MaxPendingHandshakes bounds the inbound connections
+	// whose handshake has not completed, MaxPendingPerSource those from
+	// one IP address; a connection over either cap is closed as soon as
+	// it is accepted.
+	MaxPendingHandshakes int
+	MaxPendingPerSource  int
+	// A failed inbound handshake (wrong password, garbage, timeout) is
+	// charged to its source IP address. A source may fail
+	// FailedHandshakeBurst times in a row, then once per
+	// FailedHandshakeInterval; beyond that its connections are closed as
+	// soon as they are accepted. Successful handshakes cost nothing.
+	FailedHandshakeBurst    int
+	FailedHandshakeInterval time.Duration
+	// MaxTrackedSources bounds the sources remembered for that budget and
+	// for the log; the least recently seen is forgotten first.
+	MaxTrackedSources int
+	// FailureLogInterval: the first failed or refused inbound connection
+	// from a source is logged; later ones are counted and summarised once
+	// per interval.
+	FailureLogInterval time.Duration
 }
 
 // DefaultConfig returns the production defaults. Peer must still be set.
@@ -113,6 +143,13 @@ func DefaultConfig() Config {
 		GossipInterval:    30 * time.Second,
 		ConnLimit:         100,
 		SendQueue:         1024,
+
+		MaxPendingHandshakes:    128,
+		MaxPendingPerSource:     8,
+		FailedHandshakeBurst:    10,
+		FailedHandshakeInterval: 5 * time.Second,
+		MaxTrackedSources:       4096,
+		FailureLogInterval:      time.Minute,
 	}
 }
 
@@ -124,6 +161,10 @@ func (cfg *Config) check() error {
 		return errors.New("mesh config: no peer name")
 	case cfg.Peer.UID == 0:
 		return errors.New("mesh config: no peer uid")
+	case cfg.Key == nil:
+		return errors.New("mesh config: no identity key")
+	case cfg.Key.Name() != cfg.Peer.Name:
+		return fmt.Errorf("mesh config: peer name %s is not the name of the identity key (%s)", cfg.Peer.Name, cfg.Key.Name())
 	case len(cfg.Peer.NickName) > identity.MaxNickNameLen:
 		return fmt.Errorf("mesh config: nickname longer than %d bytes", identity.MaxNickNameLen)
 	case cfg.Port < 0 || cfg.Port > 65535:
@@ -150,6 +191,12 @@ func (cfg *Config) check() error {
 	setDefault(&cfg.UpdateDelay, d.UpdateDelay)
 	setDefault(&cfg.DeadAfter, d.DeadAfter)
 	setDefault(&cfg.SendQueue, d.SendQueue)
+	setDefault(&cfg.MaxPendingHandshakes, d.MaxPendingHandshakes)
+	setDefault(&cfg.MaxPendingPerSource, d.MaxPendingPerSource)
+	setDefault(&cfg.FailedHandshakeBurst, d.FailedHandshakeBurst)
+	setDefault(&cfg.FailedHandshakeInterval, d.FailedHandshakeInterval)
+	setDefault(&cfg.MaxTrackedSources, d.MaxTrackedSources)
+	setDefault(&cfg.FailureLogInterval, d.FailureLogInterval)
 	if cfg.BackoffMax < cfg.BackoffBase {
 		cfg.BackoffMax = cfg.BackoffBase
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,10 +30,17 @@ type conn struct {
 	target   string // outbound: the target's key
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
-	out      chan []byte
+	out      chan []byte  // allocated by handshaken
+	slot     *pendingSlot // inbound: its place under the pending caps
 	lastRecv atomic.Int64 // unix nanos
 	ov       atomic.Value // OverlayConn, once registered
-	estFlag  atomic.Bool  // overlay said Established
+
+	// keyMu orders fresh data keys (from the session's key exchanges) with
+	// the overlay connection's registration: keys that come first wait in
+	// pendingKeys.
+	keyMu       sync.Mutex
+	pendingKeys []handshake.DataKeyUpdate
+	estFlag     atomic.Bool // overlay said Established
 
 	// Set by the connection goroutine before it posts register; read-only
 	// afterwards.
@@ -60,7 +68,6 @@ func (r *Router) newConn(outbound bool, addr, target string) *conn {
 	c := &conn{
 		r: r, outbound: outbound, addr: addr, target: target,
 		ctx: ctx, cancel: cancel,
-		out:   make(chan []byte, r.cfg.SendQueue),
 		state: StateConnecting, since: time.Now(),
 	}
 	if !outbound {
@@ -119,6 +126,30 @@ func (c *conn) enqueue(msg []byte) error {
 // first cause wins).
 func (c *conn) close(cause error) { c.cancel(cause) }
 
+// dataKeys hands fresh data keys to the overlay connection, or keeps them
+// until it is registered. Called from the reader goroutine.
+func (c *conn) dataKeys(u handshake.DataKeyUpdate) {
+	c.keyMu.Lock()
+	defer c.keyMu.Unlock()
+	if ov, ok := c.ov.Load().(OverlayConn); ok {
+		ov.Rekey(u)
+		return
+	}
+	c.pendingKeys = append(c.pendingKeys, u)
+}
+
+// setOverlay publishes the registered overlay connection and gives it the
+// keys that arrived before it. Actor only.
+func (c *conn) setOverlay(ov OverlayConn) {
+	c.keyMu.Lock()
+	defer c.keyMu.Unlock()
+	c.ov.Store(ov)
+	for _, u := range c.pendingKeys {
+		ov.Rekey(u)
+	}
+	c.pendingKeys = nil
+}
+
 // runConn owns one connection from the raw net.Conn to its end: handshake,
 // hello, registration with the actor, then the reader (here) and the
 // writer (its own goroutine). It tells the actor when the connection ends.
@@ -150,6 +181,8 @@ func (r *Router) serveConn(c *conn, nc net.Conn) error {
 	}
 	c.sess = sess
 	c.res = sess.Result()
+	c.handshaken()
+	sess.OnDataKeys(c.dataKeys)
 	defer sess.Close()
 	stop := context.AfterFunc(c.ctx, func() { sess.Close() })
 	defer stop()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +34,8 @@ func testLogger() *slog.Logger {
 // in-memory network host h.
 func fastConfig(i int, h *meshtest.Host) Config {
 	cfg := DefaultConfig()
-	cfg.Peer = identity.Peer{Name: identity.PeerName(0x0200_0000_0000 + i), NickName: fmt.Sprintf("p%d", i), UID: identity.UID(1000 + i)}
+	cfg.Key = meshtest.Key(i)
+	cfg.Peer = identity.Peer{Name: name(i), NickName: fmt.Sprintf("p%d", i), UID: identity.UID(1000 + i)}
 	cfg.Transport = h
 	cfg.Logger = testLogger()
 	cfg.HeartbeatInterval = 50 * time.Millisecond
@@ -116,4 +118,29 @@ func connected(r *Router, peer identity.PeerName) bool {
 	return false
 }
 
-func name(i int) identity.PeerName { return identity.PeerName(0x0200_0000_0000 + i) }
+func name(i int) identity.PeerName { return meshtest.Name(i) }
+
+// index is the inverse of name: the test peer number whose key names p.
+func index(p identity.PeerName) int {
+	indexOf.Lock()
+	defer indexOf.Unlock()
+	if indexOf.m == nil {
+		indexOf.m = make(map[identity.PeerName]int)
+	}
+	for {
+		if i, ok := indexOf.m[p]; ok {
+			return i
+		}
+		if indexOf.next > 10000 {
+			return -1
+		}
+		indexOf.m[name(indexOf.next)] = indexOf.next
+		indexOf.next++
+	}
+}
+
+var indexOf struct {
+	sync.Mutex
+	m    map[identity.PeerName]int
+	next int
+}

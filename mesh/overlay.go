@@ -53,6 +53,10 @@ type OverlayConn interface {
 	Confirm()
 	// ControlMessage delivers a message the remote sent with SendControl.
 	ControlMessage(msg []byte)
+	// Rekey installs fresh data keys from an in-band key exchange (see
+	// handshake.DataKeyUpdate). Called only on connections with keys, from
+	// the connection's reader goroutine, in order; must not block.
+	Rekey(u handshake.DataKeyUpdate)
 	// Stop ends the connection; idempotent, does not block for long.
 	Stop()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
 )
 
@@ -22,8 +23,15 @@ var (
 )
 
 // acceptLoop accepts inbound connections until the listener closes,
-// backing off on errors instead of spinning.
+// backing off on errors instead of spinning. Each connection goes through
+// the admission gate (admission.go) before anything is spent on it.
 func (r *Router) acceptLoop(ln net.Listener) {
+	gate := newAdmission(r.cfg, time.Now, r.log)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		gate.run(r.ctx)
+	}()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -41,15 +49,15 @@ func (r *Router) acceptLoop(ln net.Listener) {
 			}
 		}
 		delay = 0
-		c := r.newConn(false, nc.RemoteAddr().String(), "")
-		if !r.post(func() { r.attempts[c] = struct{}{} }) {
-			nc.Close()
-			return
+		slot, err := gate.admit(sourceAddr(nc.RemoteAddr()), nc.RemoteAddr())
+		if err != nil {
+			refuse(nc)
+			continue
 		}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.runConn(c, nc)
+			r.serveInbound(gate, slot, nc)
 		}()
 	}
 }
@@ -79,7 +87,7 @@ func (r *Router) register(c *conn) {
 			c.close(fmt.Errorf("%w: already connected to %s with uid %d, this one has uid %d", errPeerName, remote.Name, old.remote().UID, remote.UID))
 			return
 		}
-		if old.res.ConnID <= c.res.ConnID {
+		if keepFirst(old, c, our.Name) {
 			c.close(errDuplicate)
 			return
 		}
@@ -88,6 +96,10 @@ func (r *Router) register(c *conn) {
 	}
 	if r.cfg.ConnLimit > 0 && len(r.conns) >= r.cfg.ConnLimit {
 		c.close(errConnLimit)
+		return
+	}
+	if p, ok := r.topo.Get(remote.Name); ok && !p.Key.IsZero() && p.Key != c.res.RemoteKey {
+		c.close(fmt.Errorf("%w: %s proved another key than the one its topology entry has", errPeerName, remote.Name))
 		return
 	}
 	udp := netip.AddrPortFrom(c.remoteIP.Unmap(), uint16(c.res.RemoteUDPPort))
@@ -108,7 +120,7 @@ func (r *Router) register(c *conn) {
 		return
 	}
 	c.overlay = ov
-	c.ov.Store(ov)
+	c.setOverlay(ov)
 	c.registered = true
 	r.conns[remote.Name] = c
 	ov.Confirm()
@@ -122,6 +134,25 @@ func (r *Router) register(c *conn) {
 	// lack, and we with what it lacks.
 	r.sendSummary(c)
 	r.channels.sendAllState(c)
+}
+
+// keepFirst decides between two connections to the same peer, the same way
+// on both ends and without anything either end can grind: the one dialled by
+// the peer with the lower name stays. (Before names were proven by the
+// handshake, the lower connection ID won, and an impostor could draw nonces
+// until its connection displaced the real one.) Two connections dialled by
+// the same end, which only its own reconnects make, keep the lower ID.
+func keepFirst(a, b *conn, our identity.PeerName) bool {
+	dialer := func(c *conn) identity.PeerName {
+		if c.outbound {
+			return our
+		}
+		return c.remote().Name
+	}
+	if da, db := dialer(a), dialer(b); da != db {
+		return da < db
+	}
+	return a.res.ConnID <= b.res.ConnID
 }
 
 // markEstablished records that the overlay reported the data path up.
@@ -168,6 +199,10 @@ func (r *Router) connEnded(c *conn, cause error) {
 	}
 	level := r.log.Info
 	switch {
+	case !c.outbound && c.sess == nil:
+		// A failed inbound handshake: the admission gate logs those,
+		// rate-limited by source (admission.go).
+		level = func(string, ...any) {}
 	case errors.Is(cause, handshake.ErrWrongPassword), errors.Is(cause, handshake.ErrPasswordMismatch):
 		level = r.log.Error
 	case errors.Is(cause, errDuplicate), errors.Is(cause, context.Canceled):

@@ -103,7 +103,6 @@ func New(cfg Config) (*Router, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		actions:   make(chan func(), 4096),
-		topo:      topology.New(cfg.Peer),
 		conns:     make(map[identity.PeerName]*conn),
 		attempts:  make(map[*conn]struct{}),
 		targets:   make(map[string]*target),
@@ -111,11 +110,19 @@ func New(cfg Config) (*Router, error) {
 		pending:   make(map[identity.PeerName]topology.Peer),
 		rng:       rand.New(rand.NewPCG(uint64(cfg.Peer.UID), uint64(cfg.Peer.Name))),
 	}
+	topo, err := topology.NewSigned(cfg.Peer, cfg.Key)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.topo = topo
 	r.hcfg = handshake.Config{
-		Local:   cfg.Peer,
-		UDPPort: cfg.UDPPort,
-		PSK:     cfg.PSK,
-		Timeout: cfg.HandshakeTimeout,
+		Key:                 cfg.Key,
+		KeyExchangeInterval: cfg.KeyExchangeInterval,
+		Local:               cfg.Peer,
+		UDPPort:             cfg.UDPPort,
+		PSK:                 cfg.PSK,
+		Timeout:             cfg.HandshakeTimeout,
 	}
 	r.storeRoutes()
 	r.neigh.Store(&map[identity.PeerName]*conn{})

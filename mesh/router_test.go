@@ -9,6 +9,8 @@ import (
 
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/meshtest"
+	"github.com/weavelab/weave/mesh/topology"
 )
 
 func TestTwoPeers(t *testing.T) {
@@ -106,8 +108,9 @@ func TestDuplicatePeerNameRefused(t *testing.T) {
 	s := newSim(t)
 	a := s.start(0, nil)
 	s.start(1, nil)
-	// Peer 2 claims peer 1's name with another UID.
-	s.start(2, func(c *Config) { c.Peer.Name = name(1); c.Peer.UID = 99 })
+	// Peer 2 is a second run of peer 1 (its key, so its name) with another
+	// UID, as when a state dir is copied to a second host.
+	s.start(2, func(c *Config) { c.Key = meshtest.Key(1); c.Peer.Name = name(1); c.Peer.UID = 99 })
 	s.connect(0, 1)
 	waitFor(t, 10*time.Second, "a connected to 1", func() bool { return connected(a, name(1)) })
 	s.connect(0, 2)
@@ -259,4 +262,83 @@ func TestRealTCP(t *testing.T) {
 		p, ok := findPeer(rs[1], name(0))
 		return ok && len(p.Conns) == 1 && p.Conns[0].RemoteAddr == rs[1].Addr().String()
 	})
+}
+
+// TestForgedTopologyEntryDoesNotIsolatePeer: M, a peer of the mesh with a
+// key of its own, sends A an entry about B at the maximum version that
+// lists only M as B's neighbour (before entries were signed, this isolated
+// B for good: its owner could never outbid it, and A would route to B via
+// M). A refuses it; its route to B and B's own entry survive, and B's later
+// changes still arrive.
+func TestForgedTopologyEntryDoesNotIsolatePeer(t *testing.T) {
+	s := newSim(t)
+	noDisc := func(c *Config) { c.NoDiscovery = true }
+	a := s.start(0, noDisc)
+	b := s.start(1, noDisc)
+	m := s.start(2, noDisc)
+	s.connect(0, 1)
+	s.connect(2, 0)
+	waitFor(t, 10*time.Second, "mesh", func() bool {
+		return connected(a, name(1)) && connected(a, name(2)) && len(b.Routes().Reachable()) == 2
+	})
+	before, _ := findPeer(a, name(1))
+	forged := topology.Peer{Peer: identity.Peer{Name: name(1), NickName: "p1", UID: 1001}, Version: topology.MaxVersion,
+		Conns: []topology.Conn{{Remote: name(2), Established: true}}}
+	forged.Key = meshtest.Key(1).Public() // B's key, but M cannot sign for it
+	var sent bool
+	m.call(func() {
+		if c := m.conns[name(0)]; c != nil {
+			sent = c.enqueue(envelope(tagUpdate, topology.EncodeUpdate([]topology.Peer{forged}))) == nil
+		}
+	})
+	if !sent {
+		t.Fatal("could not send the forged update")
+	}
+	time.Sleep(300 * time.Millisecond) // several gossip rounds
+	after, _ := findPeer(a, name(1))
+	if after.Version >= topology.MaxVersion || after.Version < before.Version {
+		t.Fatalf("B's entry at A went from version %d to %d", before.Version, after.Version)
+	}
+	if hop, ok := a.Routes().Unicast(name(1)); !ok || hop != name(1) {
+		t.Fatalf("A routes to B via %s (ok=%v), want direct", hop, ok)
+	}
+	// B's own changes still win: B connects to M, and A learns it.
+	s.connect(1, 2)
+	waitFor(t, 10*time.Second, "B's new entry at A", func() bool {
+		p, ok := findPeer(a, name(1))
+		return ok && p.Version > after.Version && len(p.Conns) == 2
+	})
+}
+
+// TestDuplicateTieBreakCannotBeGround: between two connections to one peer
+// the one dialled by the lower-named peer stays, whatever their connection
+// IDs (which the later speaker of a handshake can influence), and both ends
+// decide alike.
+func TestDuplicateTieBreakCannotBeGround(t *testing.T) {
+	lo, hi := name(0), name(1)
+	if hi < lo {
+		lo, hi = hi, lo
+	}
+	mk := func(outbound bool, remote identity.PeerName, id uint64) *conn {
+		return &conn{outbound: outbound, res: handshake.Result{Remote: identity.Peer{Name: remote}, ConnID: id}}
+	}
+	for _, ids := range [][2]uint64{{1, 2}, {2, 1}, {0, ^uint64(0)}, {^uint64(0), 0}} {
+		// At lo: "out" is lo's dial, "in" is hi's. At hi the same two
+		// connections, seen the other way round.
+		loOut, loIn := mk(true, hi, ids[0]), mk(false, hi, ids[1])
+		hiIn, hiOut := mk(false, lo, ids[0]), mk(true, lo, ids[1])
+		for _, order := range []bool{true, false} {
+			keepLoDial := keepFirst(loOut, loIn, lo)
+			if !order {
+				keepLoDial = !keepFirst(loIn, loOut, lo)
+			}
+			keepLoDialAtHi := keepFirst(hiIn, hiOut, hi)
+			if !order {
+				keepLoDialAtHi = !keepFirst(hiOut, hiIn, hi)
+			}
+			if !keepLoDial || !keepLoDialAtHi {
+				t.Fatalf("ids %v: lo's dial kept at lo=%v at hi=%v, want both", ids, keepLoDial, keepLoDialAtHi)
+			}
+		}
+	}
 }

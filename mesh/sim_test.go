@@ -89,7 +89,7 @@ func (s *sim) converged(g graph, n int) bool {
 			return false
 		}
 		for _, p := range nb {
-			if !g[i][int(p-name(0))] {
+			if !g[i][index(p)] {
 				return false
 			}
 		}
@@ -145,7 +145,7 @@ func checkRoutes(tb testing.TB, s *sim, g graph, n int) {
 			}
 			want := -1
 			for v := range g[u] {
-				if dist[v][dst] == dist[u][dst]-1 && (want < 0 || v < want) {
+				if dist[v][dst] == dist[u][dst]-1 && (want < 0 || name(v) < name(want)) {
 					want = v
 				}
 			}
@@ -176,7 +176,7 @@ func checkBroadcastTrees(tb testing.TB, s *sim, n int) {
 			u := q[0]
 			q = q[1:]
 			for _, c := range s.routers[u].Routes().Broadcast(name(src)) {
-				v := int(c - name(0))
+				v := index(c)
 				seen[v]++
 				q = append(q, v)
 			}

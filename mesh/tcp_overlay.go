@@ -1,5 +1,7 @@
 package mesh
 
+import "github.com/weavelab/weave/mesh/handshake"
+
 // tcpOverlay is the overlay used when Config.Overlay is nil: no data plane,
 // every connection counts as established as soon as the mesh has it. It
 // serves simulations and control-plane-only tests.
@@ -15,3 +17,5 @@ type tcpOverlayConn struct{}
 func (tcpOverlayConn) Confirm()              {}
 func (tcpOverlayConn) ControlMessage([]byte) {}
 func (tcpOverlayConn) Stop()                 {}
+
+func (tcpOverlayConn) Rekey(handshake.DataKeyUpdate) {}

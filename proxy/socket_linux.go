@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weavelab/weave/router/sockfile"
 )
 
 // maxMode is the widest mode the proxy's socket ever gets: whoever may
@@ -42,8 +44,10 @@ func (s *socket) Close() error {
 }
 
 // listenLike creates a Unix socket at path with the mode (at most 0660) and
-// group of the socket at like. The socket is made in a private directory
-// and renamed into place, so it is never reachable with a wider mode. A
+// group of the socket at like. The socket is born with that mode (never
+// wider, whatever the umask), in a private directory where it gets its
+// group, and is renamed into place, so it is never reachable with a wider
+// mode or another group. A
 // stale socket at path is replaced; one that answers, or anything that is
 // not a socket, is an error.
 func listenLike(path, like string, log *slog.Logger) (*socket, error) {
@@ -66,11 +70,12 @@ func listenLike(path, like string, log *slog.Logger) (*socket, error) {
 	}
 	defer os.RemoveAll(dir)
 	tmp := filepath.Join(dir, "s")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	// Born with the final mode (or narrower), so that no instant, not even
+	// inside the private directory, has it wider.
+	ln, err := sockfile.Listen(tmp, mode)
 	if err != nil {
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}
-	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*socket, error) {
 		ln.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
@@ -82,6 +87,7 @@ func listenLike(path, like string, log *slog.Logger) (*socket, error) {
 			mode &^= 0o070
 		}
 	}
+	// Only ever narrows: it undoes the umask's cut, within mode.
 	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
 	}

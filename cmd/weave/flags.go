@@ -13,6 +13,8 @@ import (
 type routerFlags struct {
 	cfg daemon.Config
 	pw  daemon.PasswordSource
+	// pwWarnings are what reading the password found unwise.
+	pwWarnings []string
 }
 
 // flags that launch reads itself and never passes on to the router it
@@ -22,7 +24,7 @@ var launchOnlyFlags = map[string]bool{"password": true, "password-file": true, "
 func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	f.cfg = daemon.DefaultConfig()
 	c := &f.cfg
-	fs.StringVar(&c.Name, "name", "", "peer name in MAC form (default: the one kept in $WEAVE_STATE_DIR, made at first launch)")
+	fs.StringVar(&c.Name, "name", "", "expected peer name in MAC form: the router's name is derived from its identity key in $WEAVE_STATE_DIR (made at first launch), so this only checks it")
 	fs.StringVar(&c.NickName, "nickname", c.NickName, "nickname shown next to the peer name")
 	fs.IntVar(&c.Port, "port", c.Port, "TCP control and UDP data port")
 	fs.BoolVar(&c.NoDiscovery, "no-discovery", false, "do not connect to peers learnt from other peers")
@@ -41,6 +43,7 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address, IP:port; containers are pointed at it (port 53 only), so the default is a link-local address on the bridge that only this host's containers reach")
 	fs.StringArrayVar(&c.DNSUpstream, "dns-upstream", nil, "resolver (IP[:port]) for names outside the domain; repeat for several (default: those of /etc/resolv.conf)")
 	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for stretching the password with Argon2id, the same on every peer of the network (or set $WEAVE_NETWORK_SALT); a salt of your own defends against precomputed password tables (default: a fixed salt)")
+	fs.DurationVar(&c.KeyExchangeInterval, "key-exchange-interval", c.KeyExchangeInterval, "how often an encrypted connection runs a fresh ephemeral key exchange (at least 1s)")
 	fs.StringVar(&f.pw.File, "password-file", "", "file holding the network password (or set $WEAVE_PASSWORD)")
 	fs.StringVar(&f.pw.Flag, "password", "", "network password (visible to all users in ps: prefer $WEAVE_PASSWORD or --password-file)")
 	fs.SortFlags = false
@@ -58,15 +61,17 @@ func (f *routerFlags) fromEnv(fs *pflag.FlagSet) {
 func (f *routerFlags) password(fs *pflag.FlagSet) ([]byte, error) {
 	f.pw.FlagSet = fs.Changed("password")
 	f.pw.Env = os.Getenv(daemon.EnvPassword)
+	f.pw.Warn = func(msg string) { f.pwWarnings = append(f.pwWarnings, msg) }
 	return f.pw.Password()
 }
 
 // warnings returns what to tell the user about valid but unwise flags.
 func (f *routerFlags) warnings() []string {
+	w := f.pwWarnings
 	if f.pw.FlagSet {
-		return []string{"weave: warning: --password is visible to every user in ps; prefer $WEAVE_PASSWORD or --password-file"}
+		w = append(w, "weave: warning: --password is visible to every user in ps; prefer $WEAVE_PASSWORD or --password-file")
 	}
-	return nil
+	return w
 }
 
 // routerArgs rebuilds the command line for the router that launch starts:

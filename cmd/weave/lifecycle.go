@@ -23,11 +23,15 @@ const routerHelp = "Encryption: give every peer the same password in $WEAVE_PASS
 	"--network-salt (or $WEAVE_NETWORK_SALT) on every peer of a network, e.g. a random string, so that\n" +
 	"an attacker cannot reuse tables precomputed for the default salt. Without a password traffic is\n" +
 	"plain and `weave status` says \"Encryption: disabled\".\n\n" +
-	"Host firewall: at start the router inserts accept rules for traffic bridged within the bridge\n" +
-	"`weave` (and forwarded from it, and replies to it) at the top of FORWARD, with iptables and\n" +
-	"ip6tables when installed, else nft; each rule is commented \"weave:weave:...\" and `weave reset`\n" +
+	"Host firewall: at start the router adds accept rules to FORWARD for frames bridged within the\n" +
+	"bridge `weave` and for replies of established flows into it (nothing else leaves the bridge\n" +
+	"through them), below Docker's jump to DOCKER-USER so that rules there decide first; with iptables\n" +
+	"and ip6tables when installed, else nft. Each rule is commented \"weave:weave:...\" and `weave reset`\n" +
 	"removes exactly those. Docker sets FORWARD's policy to DROP, which with br_netfilter would\n" +
-	"otherwise drop frames between containers."
+	"otherwise drop frames between containers.\n\n" +
+	"--password-file must not be readable or writable by other users (chmod 600); $WEAVE_RUN_DIR and\n" +
+	"$WEAVE_STATE_DIR, when they exist, must be our own directories, not symlinks, not group- or\n" +
+	"world-writable."
 
 // stopTimeout bounds how long stop and reset wait for the daemon to exit.
 const stopTimeout = 30 * time.Second

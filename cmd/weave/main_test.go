@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/router/api"
 )
 
@@ -110,7 +111,7 @@ func TestVersion(t *testing.T) {
 	tempDirs(t)
 	code, out, _ := runCLI(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "weave "+version+"\nbuilt with go") ||
-		!strings.Contains(out, "\nprotocols: handshake 1-1, datagram 1\n") || strings.Contains(out, "router") {
+		!strings.Contains(out, fmt.Sprintf("\nprotocols: handshake %d-%d, datagram 1\n", handshake.MinVersion, handshake.MaxVersion)) || strings.Contains(out, "router") {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 }

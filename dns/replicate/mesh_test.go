@@ -25,7 +25,8 @@ func TestOverMesh(t *testing.T) {
 	for i := range routers {
 		host := network.Host(fmt.Sprintf("10.0.0.%d", i+1))
 		cfg := mesh.DefaultConfig()
-		cfg.Peer = identity.Peer{Name: peer(i), NickName: fmt.Sprintf("r%d", i), UID: identity.UID(100 + i)}
+		cfg.Key = meshtest.Key(i)
+		cfg.Peer = identity.Peer{Name: meshPeer(i), NickName: fmt.Sprintf("r%d", i), UID: identity.UID(100 + i)}
 		cfg.Transport = host
 		cfg.PSK = psk
 		cfg.NoDiscovery = true
@@ -51,8 +52,8 @@ func TestOverMesh(t *testing.T) {
 		}
 	}
 	waitFor(t, 20*time.Second, "a route from 0 to 2", func() bool {
-		hops, ok := routers[0].Routes().Distance(peer(2))
-		_, back := routers[2].Routes().Distance(peer(0))
+		hops, ok := routers[0].Routes().Distance(meshPeer(2))
+		_, back := routers[2].Routes().Distance(meshPeer(0))
 		return ok && back && hops == 2
 	})
 
@@ -63,7 +64,7 @@ func TestOverMesh(t *testing.T) {
 	for i := range reps {
 		states[i] = newSetState()
 		cfg := replicate.DefaultConfig()
-		cfg.Self = peer(i)
+		cfg.Self = meshPeer(i)
 		cfg.State = states[i]
 		cfg.Memberlist = testMemberlistConfig()
 		// Only the joins' push/pulls (compressing a 1 MiB state every
@@ -71,13 +72,13 @@ func TestOverMesh(t *testing.T) {
 		// is slowed down too.
 		noAntiEntropy(cfg.Memberlist)
 		cfg.Memberlist.TCPTimeout = 10 * time.Second
-		cfg.Logger = testLogger().With("self", peer(i).String())
+		cfg.Logger = testLogger().With("self", meshPeer(i).String())
 		cfg.OnJoin = states[i].back
 		cfg.OnLeave = states[i].drop
 		cfg.Connect = func(g mesh.Gossiper) replicate.Sender { return routers[i].NewGossipChannel("dns", g) }
 		if i == 2 {
 			for j := range 16 << 10 {
-				states[i].add(peer(i), fmt.Sprintf("big-%05d-%s", j, "0123456789abcdef0123456789abcdef0123456789"))
+				states[i].add(meshPeer(i), fmt.Sprintf("big-%05d-%s", j, "0123456789abcdef0123456789abcdef0123456789"))
 			}
 		}
 		rep, err := replicate.New(cfg)
@@ -95,7 +96,7 @@ func TestOverMesh(t *testing.T) {
 			if len(rep.Members()) < 3 {
 				done = false
 				if _, err := rep.Join(routers[i].Routes().Reachable()); err != nil {
-					t.Logf("%s join (will retry): %v", peer(i), err)
+					t.Logf("%s join (will retry): %v", meshPeer(i), err)
 				}
 			}
 		}
@@ -109,7 +110,7 @@ func TestOverMesh(t *testing.T) {
 	})
 	t.Logf("membership and 1 MiB state across two hops after %v", time.Since(start))
 
-	if err := reps[0].Broadcast(states[0].add(peer(0), "db.weave.local")); err != nil {
+	if err := reps[0].Broadcast(states[0].add(meshPeer(0), "db.weave.local")); err != nil {
 		t.Fatal(err)
 	}
 	d := waitFor(t, 20*time.Second, "the broadcast two hops away", func() bool {
@@ -117,3 +118,6 @@ func TestOverMesh(t *testing.T) {
 	})
 	t.Logf("broadcast crossed two hops in %v", d)
 }
+
+// meshPeer is the name of router i: a mesh router's name is its key's.
+func meshPeer(i int) identity.PeerName { return meshtest.Name(i) }

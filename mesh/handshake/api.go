@@ -33,13 +33,16 @@ var (
 	ErrProtocol = errors.New("protocol error")
 	// ErrTooLarge: a message or frame exceeds MaxMessageSize.
 	ErrTooLarge = errors.New("message too large")
+	// ErrIdentity: the remote's name is not bound to the identity key it
+	// sent, or it could not prove that it holds that key.
+	ErrIdentity = errors.New("identity proof failed")
 )
 
 // Protocol versions this package speaks. Both ends use the highest version
 // that both support.
 const (
-	MinVersion uint8 = 1
-	MaxVersion uint8 = 1
+	MinVersion uint8 = 2
+	MaxVersion uint8 = 2
 )
 
 // MaxMessageSize bounds the payload of one Send/Recv message.
@@ -50,11 +53,16 @@ const (
 	DefaultTimeout       = 10 * time.Second
 	DefaultRekeyMessages = 1 << 16
 	DefaultRekeyInterval = 10 * time.Minute
+	// DefaultKeyExchangeInterval is how often a sealed session runs a fresh
+	// ephemeral key exchange (see Config.KeyExchangeInterval).
+	DefaultKeyExchangeInterval = 2 * time.Minute
 )
 
 // Config describes our side of a handshake.
 type Config struct {
-	Local   identity.Peer
+	Local identity.Peer
+	// Key is our identity key; Local.Name must be its name. Required.
+	Key     *identity.Key
 	UDPPort int  // our UDP data port, announced to the remote (0 = none)
 	PSK     *PSK // nil when the network has no password; see DeriveKey
 	// Timeout bounds the whole handshake when ctx has an earlier deadline
@@ -65,6 +73,12 @@ type Config struct {
 	// (0 means DefaultRekeyMessages / DefaultRekeyInterval).
 	RekeyMessages uint64
 	RekeyInterval time.Duration
+	// On a sealed session the client starts a fresh ephemeral key exchange
+	// every KeyExchangeInterval (0 means DefaultKeyExchangeInterval): new
+	// control keys for both directions and new data keys, delivered to the
+	// handler set with Session.OnDataKeys. A key that leaks stops being
+	// useful at the next exchange (post-compromise security).
+	KeyExchangeInterval time.Duration
 	// Now is the clock used for RekeyInterval; nil means time.Now.
 	Now func() time.Time
 }
@@ -72,11 +86,32 @@ type Config struct {
 // Result is what a completed handshake learnt about the remote.
 type Result struct {
 	Remote        identity.Peer
+	RemoteKey     identity.PublicKey // the remote's identity key; Remote.Name is bound to it
 	RemoteUDPPort int
 	ConnID        uint64 // the same value on both ends
 	Version       uint8  // negotiated protocol version
 	// DataKeys are the UDP data-plane keys, nil without a password.
 	DataKeys *DataKeys
+}
+
+// DataKeyUpdate hands the data plane fresh keys from an in-band ephemeral
+// key exchange on a live connection (see docs/handshake.md, "Fresh keys on
+// live connections"). Each exchange produces one epoch; the two halves of it
+// arrive in an order that never lets a sender use a key before the receiver
+// has it:
+//
+//   - Recv != nil: from now on, datagrams from the peer that carry Epoch open
+//     with *Recv (install it beside the current key; switch to it when the
+//     first datagram of that epoch authenticates).
+//   - Send != nil: seal from now on at Epoch with *Send (the peer already
+//     holds the matching receive key).
+//
+// One update may carry both halves. Epoch counts exchanges (1, 2, ... and
+// wraps at 2^16); epoch 0 is the handshake's own Result.DataKeys.
+type DataKeyUpdate struct {
+	Epoch uint16
+	Recv  *[32]byte
+	Send  *[32]byte
 }
 
 // Session is the message stream on an authenticated connection.
@@ -88,6 +123,11 @@ type Session interface {
 	Result() Result
 	Send(msg []byte) error
 	Recv() ([]byte, error)
+	// OnDataKeys sets the function that receives fresh data keys from the
+	// in-band key exchanges (only on sealed sessions). It is called from
+	// the Recv goroutine, in order, and must not block. Updates that arrive
+	// before a handler is set are kept and handed to it when it is set.
+	OnDataKeys(f func(DataKeyUpdate))
 	Close() error
 }
 

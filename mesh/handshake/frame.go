@@ -26,6 +26,12 @@ const (
 	// flagRekey says the sender ratcheted its key (Ratchet) just before
 	// sealing this frame; the receiver ratchets too before opening it.
 	flagRekey = 1 << 0
+	// flagKX marks a frame of the in-band key exchange: the session
+	// consumes it, it is never delivered.
+	flagKX = 1 << 1
+	// flagNewKey says the sender switched to the key of the last key
+	// exchange just before sealing this frame; the receiver switches too.
+	flagNewKey = 1 << 2
 )
 
 // frameHeader is the decoded header of one frame.
@@ -53,10 +59,13 @@ func decodeHeader(b []byte, sealed bool) (frameHeader, error) {
 	}
 	allowed, overhead := byte(0), 0
 	if sealed {
-		allowed, overhead = flagRekey, tagLen
+		allowed, overhead = flagRekey|flagKX|flagNewKey, tagLen
 	}
 	if h.Flags&^allowed != 0 {
 		return frameHeader{}, fmt.Errorf("%w: frame has unknown flags %#x", ErrProtocol, h.Flags)
+	}
+	if h.Flags&(flagRekey|flagNewKey) == flagRekey|flagNewKey {
+		return frameHeader{}, fmt.Errorf("%w: frame both ratchets and switches its key", ErrProtocol)
 	}
 	if h.Length < overhead {
 		return frameHeader{}, fmt.Errorf("%w: sealed frame of %d bytes is shorter than its tag", ErrProtocol, h.Length)
@@ -71,11 +80,14 @@ func decodeHeader(b []byte, sealed bool) (frameHeader, error) {
 // current key and its AEAD, and when the key last changed. A nil aead means
 // the stream is plain.
 type direction struct {
-	key       [32]byte
-	aead      cipher.AEAD
-	counter   uint64 // of the next frame
-	sinceKey  uint64 // frames sealed under the current key
-	keyedAt   int64  // unix nanoseconds of the last key change (send side)
+	key      [32]byte
+	aead     cipher.AEAD
+	counter  uint64 // of the next frame
+	sinceKey uint64 // frames sealed under the current key
+	keyedAt  int64  // unix nanoseconds of the last key change (send side)
+	// newKey, when set, is the key of a finished key exchange that this
+	// direction switches to at its next frame (flagNewKey).
+	newKey    *[32]byte
 	nonceBuf  [chacha20poly1305.NonceSize]byte
 	headerBuf [headerLen]byte
 }
@@ -97,16 +109,30 @@ func (d *direction) ratchet() {
 	d.setKey(next)
 }
 
+// switchKey moves to the pending key-exchange key, erasing the old key.
+func (d *direction) switchKey() {
+	next := *d.newKey
+	clear(d.newKey[:])
+	d.newKey = nil
+	clear(d.key[:])
+	d.setKey(next)
+}
+
 func (d *direction) nonce(counter uint64) []byte {
 	binary.BigEndian.PutUint64(d.nonceBuf[4:], counter)
 	return d.nonceBuf[:]
 }
 
-// seal appends the frame carrying msg to dst; rekey says to ratchet first.
-func (d *direction) seal(dst, msg []byte, rekey bool) []byte {
-	h := frameHeader{Length: len(msg), Counter: d.counter}
+// seal appends the frame carrying msg to dst; rekey says to ratchet first
+// (unless a key exchange's key is due, which then replaces the ratchet
+// step); flags are added to the header.
+func (d *direction) seal(dst, msg []byte, rekey bool, flags byte) []byte {
+	h := frameHeader{Flags: flags, Length: len(msg), Counter: d.counter}
 	if d.aead != nil {
-		if rekey {
+		if d.newKey != nil {
+			d.switchKey()
+			h.Flags |= flagNewKey
+		} else if rekey {
 			d.ratchet()
 			h.Flags |= flagRekey
 		}
@@ -131,6 +157,12 @@ func (d *direction) open(h frameHeader, header, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: frame counter %d, want %d: replayed, reordered or dropped frame", ErrProtocol, h.Counter, d.counter)
 	}
 	if d.aead != nil {
+		if h.Flags&flagNewKey != 0 {
+			if d.newKey == nil {
+				return nil, fmt.Errorf("%w: frame %d switches key with no key exchange pending", ErrProtocol, h.Counter)
+			}
+			d.switchKey()
+		}
 		if h.Flags&flagRekey != 0 {
 			d.ratchet()
 		}

@@ -15,7 +15,7 @@ var writeCorpus = flag.Bool("write-corpus", false, "rewrite the seed corpus in t
 // helloSeeds are valid and near-valid hellos.
 func helloSeeds() [][]byte {
 	plain := testHello()
-	plain.Password, plain.Ephemeral = false, [32]byte{}
+	plain.Password, plain.Element = false, [32]byte{}
 	ext := testHello().encode()
 	ext[11] += 2
 	ext = append(ext, 0xee, 0xff)

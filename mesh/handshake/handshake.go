@@ -2,7 +2,6 @@ package handshake
 
 import (
 	"context"
-	"crypto/ecdh"
 	"crypto/hmac"
 	"crypto/rand"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"net"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gtank/ristretto255"
 
 	"github.com/weavelab/weave/mesh/identity"
 )
@@ -21,8 +22,10 @@ var longAgo = time.Unix(1, 0)
 // run performs the handshake on conn for either role. Message order (both
 // ends send each step at once, then read the other's):
 //
-//  1. hello (versions, identity, UDP port, nonce, ephemeral key if password)
-//  2. with a password only: 32-byte key confirmation MAC
+//  1. hello (versions, name, identity key, UDP port, nonce, CPace share if
+//     password)
+//  2. auth: signature of the transcript with the identity key, then with a
+//     password the 32-byte key confirmation MAC
 func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Session, err error) {
 	defer func() {
 		if err != nil {
@@ -54,13 +57,13 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 	if _, err := rand.Read(ours.Nonce[:]); err != nil {
 		return nil, fmt.Errorf("handshake: nonce: %w", err)
 	}
-	var eph *ecdh.PrivateKey
+	ours.Identity = cfg.Key.Public()
+	var secret *ristretto255.Scalar
 	if cfg.PSK != nil {
-		if eph, err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
-			return nil, fmt.Errorf("handshake: ephemeral key: %w", err)
+		if secret, ours.Element, err = cpaceShare(cpaceGenerator(cfg.PSK)); err != nil {
+			return nil, fmt.Errorf("handshake: %w", err)
 		}
 		ours.Password = true
-		ours.Ephemeral = [32]byte(eph.PublicKey().Bytes())
 	}
 	ourRaw := ours.encode()
 
@@ -88,6 +91,10 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 		return nil, fmt.Errorf("peer %s: %w: the peer has a password and we have none", who, ErrPasswordMismatch)
 	}
 
+	if err := identity.CheckBinding(theirs.Peer.Name, theirs.Identity); err != nil {
+		return nil, fmt.Errorf("peer %s: %w: %w", who, ErrIdentity, err)
+	}
+
 	clientRaw, serverRaw := ourRaw, theirRaw
 	if !isClient {
 		clientRaw, serverRaw = theirRaw, ourRaw
@@ -96,16 +103,17 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 	res := Result{
 		Remote:        theirs.Peer,
 		RemoteUDPPort: int(theirs.UDPPort),
+		RemoteKey:     theirs.Identity,
 		ConnID:        connID(th),
 		Version:       version,
 	}
-	s := newSession(conn, res, cfg)
-	if cfg.PSK != nil {
-		keys, err := agreeKeys(conn, cfg.PSK, eph, theirs.Ephemeral, th, isClient)
-		if err != nil {
-			return nil, fmt.Errorf("peer %s: %w", who, err)
-		}
-		s.setKeys(keys, isClient)
+	s := newSession(conn, res, cfg, isClient)
+	keys, err := authenticate(conn, cfg, secret, theirs, th, isClient)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", who, err)
+	}
+	if keys != nil {
+		s.setKeys(*keys)
 	}
 	if !stop() {
 		return nil, fmt.Errorf("peer %s: handshake: %w", who, context.Cause(ctx))
@@ -113,6 +121,7 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("peer %s: clear deadline: %w", who, err)
 	}
+	s.startKX()
 	return s, nil
 }
 
@@ -128,38 +137,63 @@ func ctxCause(ctx context.Context) error {
 	return nil
 }
 
-// agreeKeys derives the session keys and runs key confirmation in both
-// directions. Each side sends its MAC before checking the other's, so both
-// sides learn of a wrong password.
-func agreeKeys(conn net.Conn, psk *PSK, eph *ecdh.PrivateKey, theirEph [32]byte, th [32]byte, isClient bool) (sessionKeys, error) {
-	pub, err := ecdh.X25519().NewPublicKey(theirEph[:])
-	if err != nil {
-		return sessionKeys{}, fmt.Errorf("%w: bad ephemeral key: %w", ErrProtocol, err)
+// authenticate runs step 2. Each end signs the transcript with its identity
+// key (proving that it holds the key its name is bound to) and, with a
+// password, derives the session keys from the CPace secret and appends its
+// key confirmation MAC. Each side sends before checking the other's, so both
+// sides learn of a failure. It returns the keys, nil without a password.
+func authenticate(conn net.Conn, cfg Config, secret *ristretto255.Scalar, theirs *hello, th [32]byte, isClient bool) (*sessionKeys, error) {
+	var keys *sessionKeys
+	sig := cfg.Key.Sign(authMessage(th, isClient))
+	out := sig[:]
+	if cfg.PSK != nil {
+		k, err := cpaceSecret(secret, theirs.Element)
+		if err != nil {
+			return nil, err
+		}
+		sk := deriveKeys(cfg.PSK, k, th)
+		clear(k)
+		keys = &sk
+		ourKey := keys.confirmC2S
+		if !isClient {
+			ourKey = keys.confirmS2C
+		}
+		mac := confirmMAC(ourKey, th)
+		out = append(out, mac[:]...)
 	}
-	dh, err := eph.ECDH(pub)
-	if err != nil { // low-order point: the shared secret would be zero
-		return sessionKeys{}, fmt.Errorf("%w: bad ephemeral key: %w", ErrProtocol, err)
-	}
-	keys := deriveKeys(psk, dh, th)
-	clear(dh)
-	ourKey, theirKey := keys.confirmC2S, keys.confirmS2C
-	if !isClient {
-		ourKey, theirKey = theirKey, ourKey
-	}
-	ourMAC := confirmMAC(ourKey, th)
-	var theirMAC [32]byte
-	err = exchange(conn, ourMAC[:], func() error {
-		_, err := io.ReadFull(conn, theirMAC[:])
+	in := make([]byte, len(out))
+	err := exchange(conn, out, func() error {
+		_, err := io.ReadFull(conn, in)
 		return err
 	})
 	if err != nil {
-		return sessionKeys{}, fmt.Errorf("key confirmation: %w", err)
+		return nil, fmt.Errorf("authentication: %w", err)
 	}
-	want := confirmMAC(theirKey, th)
-	if !hmac.Equal(theirMAC[:], want[:]) {
-		return sessionKeys{}, ErrWrongPassword
+	if keys != nil {
+		theirKey := keys.confirmS2C
+		if !isClient {
+			theirKey = keys.confirmC2S
+		}
+		want := confirmMAC(theirKey, th)
+		if !hmac.Equal(in[identity.SignatureSize:], want[:]) {
+			return nil, ErrWrongPassword
+		}
+	}
+	if !theirs.Identity.Verify(authMessage(th, !isClient), in[:identity.SignatureSize]) {
+		return nil, fmt.Errorf("%w: bad signature of the handshake", ErrIdentity)
 	}
 	return keys, nil
+}
+
+// authMessage is what the client (or server) signs: a label naming its
+// role, then the transcript hash, so a signature from one connection or role
+// is worthless in any other.
+func authMessage(th [32]byte, client bool) []byte {
+	role := "server"
+	if client {
+		role = "client"
+	}
+	return append([]byte("weave handshake auth v2 "+role+" "), th[:]...)
 }
 
 // exchange writes out while read runs, so that two ends that both speak
@@ -186,6 +220,10 @@ func validateConfig(cfg *Config) error {
 	switch {
 	case cfg.Local.Name == identity.UnknownPeer:
 		return errors.New("handshake: config has no local peer name")
+	case cfg.Key == nil:
+		return errors.New("handshake: config has no identity key")
+	case cfg.Key.Name() != cfg.Local.Name:
+		return fmt.Errorf("handshake: local name %s is not the name of the identity key (%s)", cfg.Local.Name, cfg.Key.Name())
 	case cfg.Local.UID == 0:
 		return errors.New("handshake: config has no local uid")
 	case len(cfg.Local.NickName) > identity.MaxNickNameLen:
@@ -203,6 +241,9 @@ func validateConfig(cfg *Config) error {
 	}
 	if cfg.RekeyInterval <= 0 {
 		cfg.RekeyInterval = DefaultRekeyInterval
+	}
+	if cfg.KeyExchangeInterval <= 0 {
+		cfg.KeyExchangeInterval = DefaultKeyExchangeInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -88,8 +88,8 @@ func TestHandshakeFailures(t *testing.T) {
 		cmsg, smsg string // substrings of the client's and server's errors
 	}{
 		{"wrong password", pskSecret, pskOther, ErrWrongPassword,
-			"peer 0a:00:00:00:00:02(host2): authentication failed: the password differs",
-			"peer 0a:00:00:00:00:01(host1): authentication failed: the password differs"},
+			"peer " + testPeer(2).String() + ": authentication failed: the password differs",
+			"peer " + testPeer(1).String() + ": authentication failed: the password differs"},
 		{"client only", pskSecret, nil, ErrPasswordMismatch,
 			"we have a password and the peer has none", "the peer has a password and we have none"},
 		{"server only", nil, pskSecret, ErrPasswordMismatch,
@@ -143,7 +143,7 @@ func TestVersionMismatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = <-errc
-			if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "we speak 1..1, the peer 5..7") {
+			if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "we speak 2..2, the peer 5..7") {
 				t.Fatalf("got %v, want ErrVersion naming both ranges", err)
 			}
 		})

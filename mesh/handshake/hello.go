@@ -18,15 +18,19 @@ var helloMagic = [8]byte{'w', 'e', 'a', 'v', 'e', 'n', 'e', 't'}
 // they are still covered by the transcript hash).
 //
 //	prefix:  magic[8] minVersion[1] maxVersion[1] bodyLen[2]
-//	body:    flags[1] name[6] uid[8] udpPort[2] nonce[16] ephemeral[32]
-//	         nickLen[1] nick[nickLen] extensions...
+//	body:    flags[1] name[6] uid[8] udpPort[2] nonce[16] identity[32]
+//	         element[32] nickLen[1] nick[nickLen] extensions...
+//
+// identity is the sender's long-term public key, to which its name must be
+// bound (identity.NameOf); element is its CPace share (see cpace.go), all
+// zero without a password.
 const (
 	helloPrefixLen  = 12
-	helloFixedLen   = 1 + 6 + 8 + 2 + nonceLen + 32 + 1
+	helloFixedLen   = 1 + 6 + 8 + 2 + nonceLen + 32 + 32 + 1
 	maxHelloBodyLen = 1024
 	nonceLen        = 16
 
-	flagPassword = 1 << 0 // the sender has a password and sent an ephemeral key
+	flagPassword = 1 << 0 // the sender has a password and sent a CPace element
 )
 
 // hello is one side's opening message.
@@ -36,7 +40,8 @@ type hello struct {
 	Peer                   identity.Peer
 	UDPPort                uint16
 	Nonce                  [nonceLen]byte
-	Ephemeral              [32]byte // zero without a password
+	Identity               identity.PublicKey
+	Element                [32]byte // CPace share; zero without a password
 }
 
 // encode returns the hello as sent on the wire.
@@ -54,7 +59,8 @@ func (h *hello) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Peer.UID))
 	b = binary.BigEndian.AppendUint16(b, h.UDPPort)
 	b = append(b, h.Nonce[:]...)
-	b = append(b, h.Ephemeral[:]...)
+	b = append(b, h.Identity[:]...)
+	b = append(b, h.Element[:]...)
 	b = append(b, byte(len(h.Peer.NickName)))
 	b = append(b, h.Peer.NickName...)
 	return b
@@ -124,7 +130,8 @@ func (h *hello) decodeBodyV1(body []byte) error {
 	h.Peer.UID = identity.UID(binary.BigEndian.Uint64(body[7:15]))
 	h.UDPPort = binary.BigEndian.Uint16(body[15:17])
 	copy(h.Nonce[:], body[17:17+nonceLen])
-	copy(h.Ephemeral[:], body[17+nonceLen:17+nonceLen+32])
+	copy(h.Identity[:], body[17+nonceLen:17+nonceLen+32])
+	copy(h.Element[:], body[17+nonceLen+32:17+nonceLen+64])
 	nl := int(body[helloFixedLen-1])
 	if nl > identity.MaxNickNameLen || helloFixedLen+nl > len(body) {
 		return fmt.Errorf("%w: hello nickname of %d bytes is too long or truncated", ErrProtocol, nl)
@@ -137,8 +144,11 @@ func (h *hello) decodeBodyV1(body []byte) error {
 	if h.Peer.Name == identity.UnknownPeer || h.Peer.UID == 0 {
 		return fmt.Errorf("%w: hello from %s has a zero name or uid", ErrProtocol, h.Peer)
 	}
-	if h.Password == (h.Ephemeral == [32]byte{}) {
-		return fmt.Errorf("%w: hello from %s: password flag and ephemeral key disagree", ErrProtocol, h.Peer)
+	if h.Password == (h.Element == [32]byte{}) {
+		return fmt.Errorf("%w: hello from %s: password flag and CPace element disagree", ErrProtocol, h.Peer)
+	}
+	if h.Identity.IsZero() {
+		return fmt.Errorf("%w: hello from %s has no identity key", ErrProtocol, h.Peer)
 	}
 	return nil
 }

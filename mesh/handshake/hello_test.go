@@ -8,16 +8,16 @@ import (
 )
 
 func testHello() *hello {
-	h := &hello{MinVersion: 1, MaxVersion: 1, Password: true, Peer: testPeer(3), UDPPort: 6783}
+	h := &hello{MinVersion: 2, MaxVersion: 2, Password: true, Peer: testPeer(3), UDPPort: 6783, Identity: testKey(3).Public()}
 	for i := range h.Nonce {
 		h.Nonce[i] = byte(i)
 	}
-	h.Ephemeral[0] = 9
+	h.Element[0] = 9
 	return h
 }
 
 func TestHelloRoundTrip(t *testing.T) {
-	for _, h := range []*hello{testHello(), {MinVersion: 1, MaxVersion: 3, Peer: testPeer(4)}} {
+	for _, h := range []*hello{testHello(), {MinVersion: 1, MaxVersion: 3, Peer: testPeer(4), Identity: testKey(4).Public()}} {
 		b := h.encode()
 		got, raw, err := readHello(bytes.NewReader(b))
 		if err != nil {
@@ -46,14 +46,15 @@ func TestHelloDecodeErrors(t *testing.T) {
 		{"empty", nil, "truncated"},
 		{"bad magic", edit(func(b []byte) []byte { b[0] = 'W'; return b }), "bad magic"},
 		{"zero version", edit(func(b []byte) []byte { b[8] = 0; return b }), "version range"},
-		{"inverted range", edit(func(b []byte) []byte { b[8] = 2; return b }), "version range"},
+		{"inverted range", edit(func(b []byte) []byte { b[8] = 3; return b }), "version range"},
 		{"length mismatch", edit(func(b []byte) []byte { b[11]++; return b }), "body length"},
 		{"short body", edit(func(b []byte) []byte { b[11] = 10; return b[:22] }), "shorter"},
 		{"long nickname", edit(func(b []byte) []byte { b[12+helloFixedLen-1] = 65; return b }), "nickname"},
 		{"nickname past end", edit(func(b []byte) []byte { b[12+helloFixedLen-1] = 50; return b }), "nickname"},
 		{"bad utf8", edit(func(b []byte) []byte { b[len(b)-1] = 0xff; return b }), "UTF-8"},
 		{"zero uid", edit(func(b []byte) []byte { clear(b[12+7 : 12+15]); return b }), "zero name or uid"},
-		{"password without key", edit(func(b []byte) []byte { clear(b[12+33 : 12+65]); return b }), "disagree"},
+		{"password without share", edit(func(b []byte) []byte { clear(b[12+65 : 12+97]); return b }), "disagree"},
+		{"no identity key", edit(func(b []byte) []byte { clear(b[12+33 : 12+65]); return b }), "no identity key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeHello(tc.b)

@@ -22,16 +22,25 @@ var (
 	pskOther  = sync.OnceValue(func() *PSK { return DeriveKey([]byte("other"), nil) })
 )
 
+// testKey is peer n's identity key, the same in every run.
+func testKey(n byte) *identity.Key {
+	k, err := identity.KeyFromSeed(bytes.Repeat([]byte{n}, identity.SeedSize))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
 func testPeer(n byte) identity.Peer {
 	return identity.Peer{
-		Name:     identity.PeerNameFromMAC(net.HardwareAddr{0x0a, 0, 0, 0, 0, n}),
+		Name:     testKey(n).Name(),
 		NickName: "host" + string('0'+n),
 		UID:      identity.UID(1000 + uint64(n)),
 	}
 }
 
 func testConfig(n byte, psk *PSK) Config {
-	return Config{Local: testPeer(n), UDPPort: 6780 + int(n), PSK: psk}
+	return Config{Local: testPeer(n), Key: testKey(n), UDPPort: 6780 + int(n), PSK: psk}
 }
 
 // transports are the two ways tests connect the ends: an unbuffered
@@ -142,9 +151,9 @@ func sessionOn(conn net.Conn, sealed, isClient bool, cfg Config) *session {
 	if err := validateConfig(&cfg); err != nil {
 		panic(err)
 	}
-	s := newSession(conn, Result{Remote: testPeer(9)}, cfg)
+	s := newSession(conn, Result{Remote: testPeer(9)}, cfg, isClient)
 	if sealed {
-		s.setKeys(fixedKeys(), isClient)
+		s.setKeys(fixedKeys())
 	}
 	return s
 }

@@ -46,6 +46,7 @@ func connID(th [32]byte) uint64 {
 // sessionKeys is everything the key schedule produces for one connection.
 // Names say which direction a key protects: c2s is sent by the client.
 type sessionKeys struct {
+	chain                  [32]byte // input to the next in-band key exchange
 	confirmC2S, confirmS2C [32]byte
 	controlC2S, controlS2C [32]byte
 	dataC2S, dataS2C       [32]byte
@@ -64,12 +65,38 @@ func deriveKeys(psk *PSK, dh []byte, th [32]byte) sessionKeys {
 		panic("handshake: hkdf extract: " + err.Error()) // cannot fail for SHA-256
 	}
 	return sessionKeys{
+		chain:      expand(prk, "chain", th[:]),
 		confirmC2S: expand(prk, "confirm c2s", th[:]),
 		confirmS2C: expand(prk, "confirm s2c", th[:]),
 		controlC2S: expand(prk, "control c2s", th[:]),
 		controlS2C: expand(prk, "control s2c", th[:]),
 		dataC2S:    expand(prk, "data c2s", th[:]),
 		dataS2C:    expand(prk, "data s2c", th[:]),
+	}
+}
+
+// exchangeKeys is the key schedule of in-band key exchange number n (see
+// session.go):
+//
+//	prk_n = HKDF-Extract(salt = chain_{n-1}, ikm = X25519(ephemerals of exchange n))
+//	key(label) = HKDF-Expand(prk_n, "weave v1 " + label + "kx" + n, 32)
+//
+// chain_0 comes from the handshake's key schedule. Every key of exchange n
+// needs both the previous chain (which only the two ends have) and a fresh
+// Diffie-Hellman secret (which a passive holder of the old keys cannot
+// compute).
+func exchangeKeys(chain [32]byte, dh []byte, n uint16) sessionKeys {
+	prk, err := hkdf.Extract(sha256.New, dh, chain[:])
+	if err != nil {
+		panic("handshake: hkdf extract: " + err.Error())
+	}
+	ctx := []byte{'k', 'x', byte(n >> 8), byte(n)}
+	return sessionKeys{
+		chain:      expand(prk, "chain", ctx),
+		controlC2S: expand(prk, "control c2s", ctx),
+		controlS2C: expand(prk, "control s2c", ctx),
+		dataC2S:    expand(prk, "data c2s", ctx),
+		dataS2C:    expand(prk, "data s2c", ctx),
 	}
 }
 

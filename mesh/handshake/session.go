@@ -11,8 +11,9 @@ import (
 
 // session implements Session over one net.Conn.
 type session struct {
-	conn net.Conn
-	res  Result
+	conn     net.Conn
+	res      Result
+	isClient bool
 
 	rekeyMessages uint64
 	rekeyInterval time.Duration
@@ -28,6 +29,8 @@ type session struct {
 	recvHdr [headerLen]byte
 	recvErr error
 
+	kx kxState
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -40,21 +43,23 @@ const (
 	directReadLimit = 1 << 20
 )
 
-func newSession(conn net.Conn, res Result, cfg Config) *session {
+func newSession(conn net.Conn, res Result, cfg Config, isClient bool) *session {
 	return &session{
 		conn:          conn,
 		res:           res,
+		isClient:      isClient,
 		rekeyMessages: cfg.RekeyMessages,
 		rekeyInterval: cfg.RekeyInterval,
 		now:           cfg.Now,
+		kx:            kxState{interval: cfg.KeyExchangeInterval, done: make(chan struct{})},
 	}
 }
 
-// setKeys switches the session to sealed mode with the keys of one role.
-func (s *session) setKeys(k sessionKeys, isClient bool) {
+// setKeys switches the session to sealed mode with the keys of its role.
+func (s *session) setKeys(k sessionKeys) {
 	send, recv := k.controlC2S, k.controlS2C
 	dk := &DataKeys{Send: k.dataC2S, Recv: k.dataS2C}
-	if !isClient {
+	if !s.isClient {
 		send, recv = recv, send
 		dk.Send, dk.Recv = dk.Recv, dk.Send
 	}
@@ -62,6 +67,7 @@ func (s *session) setKeys(k sessionKeys, isClient bool) {
 	s.send.keyedAt = s.now().UnixNano()
 	s.recv.setKey(recv)
 	s.res.DataKeys = dk
+	s.kx.chain = k.chain
 }
 
 func (s *session) Result() Result { return s.res }
@@ -74,6 +80,11 @@ func (s *session) Send(msg []byte) error {
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	return s.sendLocked(msg, 0)
+}
+
+// sendLocked writes one frame with the given flags. s.sendMu held.
+func (s *session) sendLocked(msg []byte, flags byte) error {
 	if s.sendErr != nil {
 		return s.sendErr
 	}
@@ -89,7 +100,7 @@ func (s *session) Send(msg []byte) error {
 			s.send.keyedAt = now
 		}
 	}
-	buf := s.send.seal(s.sendBuf[:0], msg, rekey)
+	buf := s.send.seal(s.sendBuf[:0], msg, rekey, flags)
 	_, err := s.conn.Write(buf)
 	if cap(buf) <= reuseLimit {
 		s.sendBuf = buf[:0]
@@ -103,31 +114,41 @@ func (s *session) Send(msg []byte) error {
 }
 
 // Recv reads the next message. The returned slice belongs to the caller.
+// Frames of the in-band key exchange are handled here and not returned.
 func (s *session) Recv() ([]byte, error) {
 	if s.recvErr != nil {
 		return nil, s.recvErr
 	}
-	msg, err := s.readFrame()
-	if err != nil {
-		s.recvErr = fmt.Errorf("receive from %s: %w", s.res.Remote, err)
-		return nil, s.recvErr
+	for {
+		msg, flags, err := s.readFrame()
+		if err == nil && flags&flagKX != 0 {
+			err = s.handleKX(msg, flags&flagNewKey != 0)
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			s.recvErr = fmt.Errorf("receive from %s: %w", s.res.Remote, err)
+			return nil, s.recvErr
+		}
+		return msg, nil
 	}
-	return msg, nil
 }
 
-func (s *session) readFrame() ([]byte, error) {
+func (s *session) readFrame() ([]byte, byte, error) {
 	if _, err := io.ReadFull(s.conn, s.recvHdr[:]); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	h, err := decodeHeader(s.recvHdr[:], s.recv.aead != nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	body, err := readBody(s.conn, h.Length)
 	if err != nil {
-		return nil, fmt.Errorf("frame %d: %w", h.Counter, err)
+		return nil, 0, fmt.Errorf("frame %d: %w", h.Counter, err)
 	}
-	return s.recv.open(h, s.recvHdr[:], body)
+	msg, err := s.recv.open(h, s.recvHdr[:], body)
+	return msg, h.Flags, err
 }
 
 // readBody reads exactly n bytes. Large bodies grow with the bytes that
@@ -148,6 +169,9 @@ func readBody(r io.Reader, n int) ([]byte, error) {
 
 // Close closes the connection; later calls return the first call's result.
 func (s *session) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.conn.Close() })
+	s.closeOnce.Do(func() {
+		close(s.kx.done)
+		s.closeErr = s.conn.Close()
+	})
 	return s.closeErr
 }

@@ -9,6 +9,7 @@ package meshtest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weavelab/weave/mesh/identity"
 )
 
 // ErrRefused is returned by Dial when nothing listens at the address.
@@ -198,3 +201,33 @@ func (c *pipeConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remo
 
 // SetDeadline and friends are net.Pipe's; kept explicit for readers.
 func (c *pipeConn) SetDeadline(t time.Time) error { return c.Conn.SetDeadline(t) }
+
+// Key returns test peer i's identity key, the same in every run (a seed
+// made from i), so tests can name peers before starting them.
+func Key(i int) *identity.Key {
+	keyCache.Lock()
+	defer keyCache.Unlock()
+	if k, ok := keyCache.m[i]; ok {
+		return k
+	}
+	var seed [identity.SeedSize]byte
+	binary.BigEndian.PutUint64(seed[:], uint64(i))
+	copy(seed[8:], "weave mesh test key")
+	k, err := identity.KeyFromSeed(seed[:])
+	if err != nil {
+		panic(err)
+	}
+	if keyCache.m == nil {
+		keyCache.m = make(map[int]*identity.Key)
+	}
+	keyCache.m[i] = k
+	return k
+}
+
+// Name is the name of Key(i).
+func Name(i int) identity.PeerName { return Key(i).Name() }
+
+var keyCache struct {
+	sync.Mutex
+	m map[int]*identity.Key
+}

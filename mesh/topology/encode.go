@@ -13,9 +13,9 @@ import (
 // future format must get a new byte (and the handshake's protocol version
 // says which ones a peer speaks).
 //
-// Update (format 1):
+// Update (format 2):
 //
-//	format   byte = 1
+//	format   byte = 2
 //	count    uvarint              number of peers, <= MaxPeers
 //	count ×  name     6 bytes      big-endian 48-bit peer name
 //	         uid      8 bytes      big-endian
@@ -25,6 +25,8 @@ import (
 //	         nconns × remote  6 bytes
 //	                  flags   byte  bit0 outbound, bit1 established
 //	                  addrlen uvarint, addr bytes (<= MaxAddrLen)
+//	         key      32 bytes     the peer's identity key (zero if unsigned)
+//	         sig      64 bytes     its signature of the entry (Peer.SignedBytes)
 //
 // Summary (format 1):
 //
@@ -32,14 +34,14 @@ import (
 //	count    uvarint              <= MaxPeers
 //	count ×  name 6 bytes, uid 8 bytes, version uvarint   (names ascending)
 const (
-	updateFormat  byte = 1
+	updateFormat  byte = 2
 	summaryFormat byte = 1
 
 	flagOutbound    byte = 1 << 0
 	flagEstablished byte = 1 << 1
 	knownFlags           = flagOutbound | flagEstablished
 
-	minPeerLen    = 6 + 8 + 1 + 1 + 1
+	minPeerLen    = 6 + 8 + 1 + 1 + 1 + identity.PublicKeySize + identity.SignatureSize
 	minConnLen    = 6 + 1 + 1
 	minSummaryLen = 6 + 8 + 1
 )
@@ -59,23 +61,32 @@ func EncodeUpdate(peers []Peer) []byte {
 	b = binary.AppendUvarint(b, uint64(len(peers)))
 	for i := range peers {
 		p := &peers[i]
-		b = appendName(b, p.Name)
-		b = binary.BigEndian.AppendUint64(b, uint64(p.UID))
-		b = binary.AppendUvarint(b, p.Version)
-		b = appendString(b, p.NickName)
-		b = binary.AppendUvarint(b, uint64(len(p.Conns)))
-		for _, c := range p.Conns {
-			b = appendName(b, c.Remote)
-			var f byte
-			if c.Outbound {
-				f |= flagOutbound
-			}
-			if c.Established {
-				f |= flagEstablished
-			}
-			b = append(b, f)
-			b = appendString(b, c.RemoteAddr)
+		b = appendEntry(b, p)
+		b = append(b, p.Key[:]...)
+		b = append(b, p.Sig[:]...)
+	}
+	return b
+}
+
+// appendEntry appends p's fields up to its connections (what its owner
+// signs).
+func appendEntry(b []byte, p *Peer) []byte {
+	b = appendName(b, p.Name)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.UID))
+	b = binary.AppendUvarint(b, p.Version)
+	b = appendString(b, p.NickName)
+	b = binary.AppendUvarint(b, uint64(len(p.Conns)))
+	for _, c := range p.Conns {
+		b = appendName(b, c.Remote)
+		var f byte
+		if c.Outbound {
+			f |= flagOutbound
 		}
+		if c.Established {
+			f |= flagEstablished
+		}
+		b = append(b, f)
+		b = appendString(b, c.RemoteAddr)
 	}
 	return b
 }
@@ -112,6 +123,8 @@ func DecodeUpdate(b []byte) ([]Peer, error) {
 			c.RemoteAddr = d.string(MaxAddrLen, "address")
 			p.Conns = append(p.Conns, c)
 		}
+		copy(p.Key[:], d.take(identity.PublicKeySize))
+		copy(p.Sig[:], d.take(identity.SignatureSize))
 		peers = append(peers, p)
 	}
 	if err := d.finish(); err != nil {

@@ -90,6 +90,7 @@ func TestDecodeUpdateErrors(t *testing.T) {
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	name := []byte{2, 0, 0, 0, 0, 2}
 	uid := []byte{0, 0, 0, 0, 0, 0, 0, 9}
+	ks := make([]byte, 96) // key and signature
 	tests := []struct {
 		name string
 		b    []byte
@@ -97,19 +98,19 @@ func TestDecodeUpdateErrors(t *testing.T) {
 	}{
 		{"empty", nil, "truncated"},
 		{"unknown format", []byte{9, 0}, "unknown update format"},
-		{"bad varint", cat([]byte{1}, bytes.Repeat([]byte{0xff}, 11)), "varint"},
-		{"too many peers", cat([]byte{1}, uv(MaxPeers+1)), "max"},
-		{"huge count", cat([]byte{1}, uv(1<<62)), "max"},
-		{"count beyond input", cat([]byte{1}, uv(100), make([]byte, 100)), "truncated"},
-		{"huge nickname", cat([]byte{1}, uv(1), name, uid, uv(1), uv(1<<40), make([]byte, 10)), "nickname of"},
-		{"too many conns", cat([]byte{1}, uv(1), name, uid, uv(1), uv(0), uv(MaxConnsPerPeer+1)), "connections, max"},
-		{"conns beyond input", cat([]byte{1}, uv(1), name, uid, uv(1), uv(0), uv(50), make([]byte, 20)), "truncated"},
-		{"unknown flags", cat([]byte{1}, uv(1), name, uid, uv(1), uv(0), uv(1), []byte{2, 0, 0, 0, 0, 3}, []byte{4}, uv(0)), "flags"},
-		{"huge addr", cat([]byte{1}, uv(1), name, uid, uv(1), uv(0), uv(1), []byte{2, 0, 0, 0, 0, 3}, []byte{0}, uv(MaxAddrLen+1), make([]byte, MaxAddrLen+1)), "address of"},
-		{"version 0", cat([]byte{1}, uv(1), name, uid, uv(0), uv(0), uv(0)), "version 0"},
-		{"zero uid", cat([]byte{1}, uv(1), name, make([]byte, 8), uv(1), uv(0), uv(0)), "zero uid"},
-		{"conn to self", cat([]byte{1}, uv(1), name, uid, uv(1), uv(0), uv(1), name, []byte{3}, uv(0)), "itself"},
-		{"peer twice", cat([]byte{1}, uv(2), name, uid, uv(1), uv(0), uv(0), name, uid, uv(2), uv(0), uv(0)), "twice"},
+		{"bad varint", cat([]byte{2}, bytes.Repeat([]byte{0xff}, 11)), "varint"},
+		{"too many peers", cat([]byte{2}, uv(MaxPeers+1)), "max"},
+		{"huge count", cat([]byte{2}, uv(1<<62)), "max"},
+		{"count beyond input", cat([]byte{2}, uv(100), make([]byte, 100)), "truncated"},
+		{"huge nickname", cat([]byte{2}, uv(1), name, uid, uv(1), uv(1<<40), make([]byte, 120)), "nickname of"},
+		{"too many conns", cat([]byte{2}, uv(1), name, uid, uv(1), uv(0), uv(MaxConnsPerPeer+1), ks), "connections, max"},
+		{"conns beyond input", cat([]byte{2}, uv(1), name, uid, uv(1), uv(0), uv(50), make([]byte, 20)), "truncated"},
+		{"unknown flags", cat([]byte{2}, uv(1), name, uid, uv(1), uv(0), uv(1), []byte{2, 0, 0, 0, 0, 3}, []byte{4}, uv(0), ks), "flags"},
+		{"huge addr", cat([]byte{2}, uv(1), name, uid, uv(1), uv(0), uv(1), []byte{2, 0, 0, 0, 0, 3}, []byte{0}, uv(MaxAddrLen+1), make([]byte, MaxAddrLen+1), ks), "address of"},
+		{"version 0", cat([]byte{2}, uv(1), name, uid, uv(0), uv(0), uv(0), ks), "version 0"},
+		{"zero uid", cat([]byte{2}, uv(1), name, make([]byte, 8), uv(1), uv(0), uv(0), ks), "zero uid"},
+		{"conn to self", cat([]byte{2}, uv(1), name, uid, uv(1), uv(0), uv(1), name, []byte{3}, uv(0), ks), "itself"},
+		{"peer twice", cat([]byte{2}, uv(2), name, uid, uv(1), uv(0), uv(0), ks, name, uid, uv(2), uv(0), uv(0), ks), "twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestDecodeSummaryErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "truncated"},
-		{"unknown format", []byte{2, 0}, "unknown summary format"},
+		{"unknown format", []byte{9, 0}, "unknown summary format"},
 		{"too many", cat([]byte{1}, uv(MaxPeers+1)), "max"},
 		{"count beyond input", cat([]byte{1}, uv(3), name, uid, uv(1)), "truncated"},
 		{"zero name", cat([]byte{1}, uv(1), make([]byte, 6), uid, uv(1)), "zero name"},

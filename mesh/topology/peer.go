@@ -40,11 +40,15 @@ type Conn struct {
 
 // Peer is one peer's state as gossiped: identity, a version that the peer
 // itself bumps on every change, and its connections (sorted by Remote once
-// stored in a Topology).
+// stored in a Topology). In a signed topology (see NewSigned) Key is the
+// peer's identity key, to which its name is bound, and Sig its signature of
+// the rest of the entry (SignedBytes); only the peer itself can make one.
 type Peer struct {
 	identity.Peer
-	Version uint64 `json:"version"`
-	Conns   []Conn `json:"conns"`
+	Version uint64                       `json:"version"`
+	Conns   []Conn                       `json:"conns"`
+	Key     identity.PublicKey           `json:"-"`
+	Sig     [identity.SignatureSize]byte `json:"-"`
 }
 
 // Clone returns a deep copy of p.
@@ -138,4 +142,41 @@ func cmpName(a, b identity.PeerName) int {
 		return 1
 	}
 	return 0
+}
+
+// ErrSignature is wrapped (together with ErrInvalid) by Merge's error when
+// a signed topology is given an entry that its owner did not sign: no
+// signature, a bad one, a key its name is not bound to, or a key other than
+// the one the stored entry for that name has.
+var ErrSignature = errors.New("entry not signed by its peer")
+
+// SignedBytes is what an entry's owner signs: a label, then the entry in the
+// update encoding without key and signature, connections in canonical order.
+func (p *Peer) SignedBytes() []byte {
+	q := *p
+	if !slices.IsSortedFunc(q.Conns, func(a, b Conn) int { return cmpName(a.Remote, b.Remote) }) {
+		q.Conns = slices.Clone(q.Conns)
+		sortConns(q.Conns)
+	}
+	return appendEntry([]byte("weave topology entry v1"), &q)
+}
+
+// sign sets p's key and signature; p.Conns must be sorted.
+func (p *Peer) sign(k *identity.Key) {
+	p.Key = k.Public()
+	p.Sig = k.Sign(p.SignedBytes())
+}
+
+// verify checks that p is signed by the key its name is bound to.
+func (p *Peer) verify() error {
+	if p.Key.IsZero() {
+		return fmt.Errorf("%w: %w: %s has no key", ErrInvalid, ErrSignature, p.Name)
+	}
+	if err := identity.CheckBinding(p.Name, p.Key); err != nil {
+		return fmt.Errorf("%w: %w: %w", ErrInvalid, ErrSignature, err)
+	}
+	if !p.Key.Verify(p.SignedBytes(), p.Sig[:]) {
+		return fmt.Errorf("%w: %w: bad signature on the entry of %s (version %d)", ErrInvalid, ErrSignature, p.Name, p.Version)
+	}
+	return nil
 }

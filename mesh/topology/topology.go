@@ -12,7 +12,9 @@ import (
 // included. It is not safe for concurrent use; the mesh's actor owns it and
 // hands Routes snapshots (which are) to other goroutines.
 type Topology struct {
-	our   identity.PeerName
+	our identity.PeerName
+	// key signs our entry; nil in an unsigned topology (see NewSigned).
+	key   *identity.Key
 	peers map[identity.PeerName]*Peer
 	// routes caches Routes until an entry changes (see invalidate).
 	routes *Routes
@@ -60,13 +62,35 @@ func lostConn(old, new []Conn) bool {
 	return false
 }
 
-// New returns a topology that knows only us, at version 1 with no
-// connections.
+// New returns an unsigned topology that knows only us, at version 1 with no
+// connections. It trusts every entry it is given, so it serves the
+// algorithms' own tests and simulations; a router uses NewSigned.
 func New(our identity.Peer) *Topology {
 	t := &Topology{our: our.Name, peers: make(map[identity.PeerName]*Peer)}
 	t.set(&Peer{Peer: our, Version: 1})
 	return t
 }
+
+// NewSigned returns a signed topology for us (our.Name must be key's name):
+// our entry is signed with key whenever it changes, and Merge accepts an
+// entry only when the peer it describes signed it with the key its name is
+// bound to (identity.NameOf), and, while we hold an entry for that name,
+// with the same key. So no peer can publish, replay above, or outbid
+// another's entry; only the owner moves it, and a restarted owner (same
+// key, new UID) supersedes its old entries as in New.
+func NewSigned(our identity.Peer, key *identity.Key) (*Topology, error) {
+	if err := identity.CheckBinding(our.Name, key.Public()); err != nil {
+		return nil, fmt.Errorf("topology: %w", err)
+	}
+	t := &Topology{our: our.Name, key: key, peers: make(map[identity.PeerName]*Peer)}
+	us := &Peer{Peer: our, Version: 1}
+	us.sign(key)
+	t.set(us)
+	return t, nil
+}
+
+// Signed reports whether the topology requires signed entries.
+func (t *Topology) Signed() bool { return t.key != nil }
 
 // Our returns a copy of our own entry.
 func (t *Topology) Our() Peer { return t.peers[t.our].Clone() }
@@ -102,6 +126,7 @@ func (t *Topology) SetOurConns(conns []Conn) []Peer {
 	if us.Version < MaxVersion {
 		us.Version++
 	}
+	t.signOurs(&us)
 	t.set(&us)
 	t.invalidate()
 	return []Peer{us.Clone()}
@@ -127,6 +152,11 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 	if err := ValidateUpdate(update); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
+	if t.key != nil {
+		if err := t.verifyUpdate(update); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+	}
 	for i := range update {
 		p := &update[i]
 		cur, known := t.peers[p.Name]
@@ -136,6 +166,7 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 			}
 			bumped := *cur
 			bumped.Version = p.Version + 1
+			t.signOurs(&bumped)
 			t.set(&bumped)
 			changed = append(changed, bumped.Clone())
 			continue
@@ -153,6 +184,37 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 		slices.SortFunc(changed, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
 	}
 	return changed, nil
+}
+
+// verifyUpdate checks the signature of every entry of update that Merge
+// would store (or that would make us bump ours), before anything changes:
+// an update with one forged entry changes nothing. Entries that lose to what
+// we hold cost no signature check.
+func (t *Topology) verifyUpdate(update []Peer) error {
+	for i := range update {
+		p := &update[i]
+		cur, known := t.peers[p.Name]
+		if p.Name == t.our && p.UID == cur.UID {
+			continue
+		}
+		if known && !p.Beats(*cur) {
+			continue
+		}
+		if known && p.Key != cur.Key {
+			return fmt.Errorf("%w: %w: entry of %s signed by another key than the one we hold", ErrInvalid, ErrSignature, p.Name)
+		}
+		if err := p.verify(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signOurs signs our entry p in a signed topology.
+func (t *Topology) signOurs(p *Peer) {
+	if t.key != nil {
+		p.sign(t.key)
+	}
 }
 
 // Peers returns copies of all entries, ours included, sorted by name.

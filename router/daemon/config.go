@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/dns/server"
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/daemon/firewall"
 )
@@ -89,6 +90,9 @@ type Config struct {
 	IPAllocDefaultSubnet string
 	IPAllocInit          string
 	IPAllocGrace         time.Duration
+	// KeyExchangeInterval is how often encrypted connections run a fresh
+	// ephemeral key exchange (post-compromise security).
+	KeyExchangeInterval time.Duration
 	// NoDocker: do not talk to the Docker Engine (netns: and pid:
 	// containers only).
 	NoDocker bool
@@ -126,18 +130,19 @@ func DefaultConfig() Config {
 		nick = "weave"
 	}
 	return Config{
-		Version:          "dev",
-		NickName:         nick,
-		Port:             DefaultPort,
-		MetricsAddr:      DefaultMetricsAddr,
-		LogLevel:         DefaultLogLevel,
-		IPAllocRange:     DefaultIPRange,
-		IPAllocGrace:     DefaultIPAllocGrace,
-		DNSDomain:        DefaultDNSDomain,
-		DNSListenAddress: DefaultDNSListen,
-		RunDir:           envOr(EnvRunDir, DefaultRunDir),
-		StateDir:         envOr(EnvStateDir, DefaultStateDir),
-		Bridge:           DefaultBridge,
+		Version:             "dev",
+		NickName:            nick,
+		Port:                DefaultPort,
+		MetricsAddr:         DefaultMetricsAddr,
+		LogLevel:            DefaultLogLevel,
+		IPAllocRange:        DefaultIPRange,
+		IPAllocGrace:        DefaultIPAllocGrace,
+		KeyExchangeInterval: handshake.DefaultKeyExchangeInterval,
+		DNSDomain:           DefaultDNSDomain,
+		DNSListenAddress:    DefaultDNSListen,
+		RunDir:              envOr(EnvRunDir, DefaultRunDir),
+		StateDir:            envOr(EnvStateDir, DefaultStateDir),
+		Bridge:              DefaultBridge,
 	}
 }
 
@@ -201,6 +206,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IPAllocGrace < 0 {
 		return bad("--ipalloc-grace %s: must not be negative", c.IPAllocGrace)
+	}
+	if c.KeyExchangeInterval < time.Second {
+		return bad("--key-exchange-interval %s: must be at least 1s", c.KeyExchangeInterval)
 	}
 	if c.DNSListenAddress != "" && !c.NoDNS {
 		if err := checkListenAddr(c.DNSListenAddress); err != nil {

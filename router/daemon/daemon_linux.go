@@ -29,24 +29,29 @@ import (
 
 // RunForeground runs the router until ctx ends or a client asks it to
 // stop, logging to stderr and to the log file in the run dir (once, when
-// stderr is that file, as for a router started by Launch). cfg must have
-// been validated.
+// stderr is that file, as for a router started by Launch), which rotates
+// by size (DefaultLogMaxSize, DefaultLogKeep old files), with repeated
+// records rate-limited. cfg must have been validated.
 func RunForeground(ctx context.Context, cfg Config, stderr *os.File) error {
 	level, err := ParseLogLevel(cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	logf, err := OpenLog(cfg.RunDir)
+	if err := CheckDirs(cfg.RunDir, cfg.StateDir); err != nil {
+		return err
+	}
+	logf, launched, err := openDaemonLog(cfg.RunDir, stderr)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	var log *slog.Logger
-	if sameFile(stderr, logf.Name()) {
-		log = NewLogger(level, stderr)
+	if launched {
+		log = NewLogger(level, logf)
 	} else {
 		log = NewLogger(level, stderr, logf)
 	}
+	defer flushLog(log)
 	if err := Run(ctx, cfg, log); err != nil {
 		log.Error("weave router failed", "err", err)
 		return err
@@ -60,6 +65,9 @@ func RunForeground(ctx context.Context, cfg Config, stderr *os.File) error {
 // goroutine it started has exited. cfg must have been validated.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	paths := RunPaths(cfg.RunDir)
+	if err := CheckDirs(cfg.RunDir, cfg.StateDir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
 		return fmt.Errorf("run dir: %w", err)
 	}
@@ -77,10 +85,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	name, err := state.PeerName(cfg.Name)
+	key, err := state.Identity(cfg.Name)
 	if err != nil {
 		return err
 	}
+	name := key.Name()
 	uid, err := identity.RandomUID()
 	if err != nil {
 		return err
@@ -186,6 +195,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	mcfg := mesh.DefaultConfig()
 	mcfg.Peer = us
+	mcfg.Key = key
+	mcfg.KeyExchangeInterval = cfg.KeyExchangeInterval
 	mcfg.Port = cfg.Port
 	mcfg.PSK = psk
 	mcfg.NoDiscovery = cfg.NoDiscovery
@@ -391,6 +402,11 @@ func (c Config) reportMap() map[string]any {
 // router), the state dir's contents and the run dir's files. The daemon must not be running.
 func Reset(ctx context.Context, cfg Config) error {
 	paths := RunPaths(cfg.RunDir)
+	// Reset deletes what is in these dirs: never through a symlink or in
+	// a dir that someone else controls.
+	if err := CheckDirs(cfg.RunDir, cfg.StateDir); err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
 	if held, pid := LockHolder(paths.PID); held {
 		return &RunningError{PID: pid}
 	}

@@ -23,7 +23,7 @@ func TestOpenFirewall(t *testing.T) {
 	openFirewall(context.Background(), cfg, log)
 	openFirewall(context.Background(), cfg, log)
 	rules := fake.IPTablesRules("iptables")
-	if len(rules) != 3 || !strings.Contains(rules[0], firewall.Comment("weave", "bridged")) {
+	if len(rules) != 2 || !strings.Contains(rules[0], firewall.Comment("weave", "bridged")) {
 		t.Fatalf("rules after two starts: %q", rules)
 	}
 	if !strings.Contains(logs.String(), "backend=iptables") {

@@ -50,6 +50,9 @@ func CheckNotRunning(ctx context.Context, runDir string) error {
 // returns the daemon's status. If the router exits or does not answer in
 // time, the error carries the last lines it logged.
 func Launch(ctx context.Context, o LaunchOptions) (api.Status, error) {
+	if err := CheckDirs(o.RunDir, o.StateDir); err != nil {
+		return api.Status{}, err
+	}
 	if err := CheckNotRunning(ctx, o.RunDir); err != nil {
 		return api.Status{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // maxPassword bounds a password read from a file or pipe.
@@ -18,6 +19,9 @@ type PasswordSource struct {
 	FlagSet bool
 	File    string
 	Env     string // value of $WEAVE_PASSWORD
+	// Warn, when set, is told (one line each) about a password that is
+	// accepted but exposed, such as a file its group may read.
+	Warn func(msg string)
 }
 
 // Password returns the network password from src, nil when none is set.
@@ -33,16 +37,43 @@ func (src PasswordSource) Password() ([]byte, error) {
 		}
 		return []byte(src.Flag), nil
 	case src.File != "":
-		f, err := os.Open(src.File)
+		// Non-blocking, so that a FIFO is refused rather than waited on.
+		f, err := os.OpenFile(src.File, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: --password-file: %w", ErrBadConfig, err)
 		}
 		defer f.Close()
+		if err := src.checkFile(f); err != nil {
+			return nil, err
+		}
 		return readPassword(f, "--password-file "+src.File)
 	case src.Env != "":
 		return []byte(src.Env), nil
 	}
 	return nil, nil
+}
+
+// checkFile refuses a password file that is not a regular file or that
+// users other than its owner and group may read or write (the password
+// opens the whole network), and warns when its group may.
+func (src PasswordSource) checkFile(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: --password-file: %w", ErrBadConfig, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%w: --password-file %s: not a regular file", ErrBadConfig, src.File)
+	}
+	perm := st.Mode().Perm()
+	if perm&0o007 != 0 {
+		return fmt.Errorf("%w: --password-file %s: readable or writable by other users (mode %04o); chmod 600 %s",
+			ErrBadConfig, src.File, perm, src.File)
+	}
+	if perm&0o070 != 0 && src.Warn != nil {
+		src.Warn(fmt.Sprintf("weave: warning: --password-file %s is open to its group (mode %04o); chmod 600 %s unless that group should know the password",
+			src.File, perm, src.File))
+	}
+	return nil
 }
 
 // readPassword reads a password from r, dropping one trailing newline.

@@ -274,32 +274,6 @@ func nonNilStrings(s []string) []string {
 	return s
 }
 
-// ListenSocket listens on the Unix socket path with mode 0600. It binds a
-// temporary name, sets the mode and renames it into place, so the socket is
-// never reachable with looser permissions. A stale socket at path is
-// replaced. The caller removes path after closing the listener (the
-// listener does not unlink it, since it was bound under another name).
-func ListenSocket(path string) (*net.UnixListener, error) {
-	tmp := path + ".new"
-	os.Remove(tmp)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("socket mode: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("socket: %w", err)
-	}
-	return ln, nil
-}
-
 // serveHTTP serves h on ln until ctx ends, then shuts the server down,
 // giving in-flight requests a moment. It returns when the server has
 // stopped; a nil error is a clean shutdown.

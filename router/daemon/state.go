@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,12 +17,12 @@ import (
 // Files the daemon keeps in the state dir. Other packages (the container
 // network) keep their own files next to these.
 const (
-	peerNameFile = "peer-name"
+	identityFile = "identity.key"
 	targetsFile  = "targets.json"
 )
 
-// State is the part of the state dir the daemon owns: the peer name and the
-// targets. Not safe for concurrent use; the daemon serialises its calls.
+// State is the part of the state dir the daemon owns: the identity key
+// (which names the router) and the targets. Not safe for concurrent use; the daemon serialises its calls.
 type State struct {
 	dir string
 }
@@ -37,34 +38,59 @@ func OpenState(dir string) (*State, error) {
 // Dir returns the state directory.
 func (s *State) Dir() string { return s.dir }
 
-// PeerName returns the peer name to use: override when not empty (and it
-// is then remembered), else the stored one, else a new random one that is
-// stored for the next start.
-func (s *State) PeerName(override string) (identity.PeerName, error) {
-	path := filepath.Join(s.dir, peerNameFile)
-	if override != "" {
-		n, err := identity.ParsePeerName(override)
-		if err != nil {
-			return 0, err
-		}
-		return n, atomicwriter.WriteFile(path, []byte(n.String()+"\n"), 0o644)
+// Identity returns the router's identity key, creating it (mode 0600) at
+// the first start. The router's name is the key's name (identity.NameOf),
+// so it is as stable as the state dir. want, when not empty (--name), must
+// be that name: a name cannot be chosen, only checked.
+func (s *State) Identity(want string) (*identity.Key, error) {
+	path := filepath.Join(s.dir, identityFile)
+	key, err := s.loadIdentity(path)
+	if err != nil {
+		return nil, err
 	}
+	if want != "" {
+		n, err := identity.ParsePeerName(want)
+		if err != nil {
+			return nil, err
+		}
+		if n != key.Name() {
+			return nil, fmt.Errorf("--name %s: this router's name is %s, the name of its identity key (%s); names are derived from keys, so drop --name or use the state dir that holds %s's key", n, key.Name(), path, n)
+		}
+	}
+	return key, nil
+}
+
+func (s *State) loadIdentity(path string) (*identity.Key, error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		n, err := identity.ParsePeerName(strings.TrimSpace(string(b)))
+		fi, err := os.Stat(path)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w (remove it or pass --name)", path, err)
+			return nil, fmt.Errorf("identity key: %w", err)
 		}
-		return n, nil
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("identity key %s is readable by others (mode %04o): chmod 600 it", path, fi.Mode().Perm())
+		}
+		seed, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("identity key %s: not hex: %w", path, err)
+		}
+		k, err := identity.KeyFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("identity key %s: %w", path, err)
+		}
+		return k, nil
 	case !errors.Is(err, fs.ErrNotExist):
-		return 0, fmt.Errorf("read peer name: %w", err)
+		return nil, fmt.Errorf("identity key: %w", err)
 	}
-	n, err := identity.RandomPeerName()
+	k, err := identity.GenerateKey()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return n, atomicwriter.WriteFile(path, []byte(n.String()+"\n"), 0o644)
+	if err := atomicwriter.WriteFile(path, []byte(hex.EncodeToString(k.Seed())+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	return k, nil
 }
 
 // Targets returns the stored targets (none when the file is missing).

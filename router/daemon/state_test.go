@@ -7,11 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestStatePeerName(t *testing.T) {
+func TestStateIdentity(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s, err := OpenState(dir)
 	if err != nil {
@@ -20,28 +21,35 @@ func TestStatePeerName(t *testing.T) {
 	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir mode: %v %v", fi, err)
 	}
-	first, err := s.PeerName("")
+	first, err := s.Identity("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.PeerName("")
-	if err != nil || again != first {
-		t.Fatalf("second start: name %s, %v; want the stored %s", again, err, first)
+	path := filepath.Join(dir, identityFile)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity key mode: %v %v", fi, err)
 	}
-	over, err := s.PeerName("0a:00:00:00:00:07")
-	if err != nil || over.String() != "0a:00:00:00:00:07" {
-		t.Fatalf("--name: %s, %v", over, err)
+	again, err := s.Identity("")
+	if err != nil || again.Public() != first.Public() {
+		t.Fatalf("second start: %v; want the stored key", err)
 	}
-	kept, err := s.PeerName("")
-	if err != nil || kept != over {
-		t.Fatalf("after --name: %s, %v; want %s kept", kept, err, over)
+	if k, err := s.Identity(first.Name().String()); err != nil || k.Name() != first.Name() {
+		t.Fatalf("--name of our own key: %v", err)
 	}
-	if _, err := s.PeerName("bogus"); err == nil {
+	if _, err := s.Identity("0a:00:00:00:00:07"); err == nil || !strings.Contains(err.Error(), "derived from keys") {
+		t.Fatalf("--name of another key: %v", err)
+	}
+	if _, err := s.Identity("bogus"); err == nil {
 		t.Fatal("bad --name accepted")
 	}
-	os.WriteFile(filepath.Join(dir, peerNameFile), []byte("garbage\n"), 0o644)
-	if _, err := s.PeerName(""); err == nil {
-		t.Fatal("corrupt peer-name file accepted")
+	os.Chmod(path, 0o644)
+	if _, err := s.Identity(""); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key: %v", err)
+	}
+	os.Chmod(path, 0o600)
+	os.WriteFile(path, []byte("garbage\n"), 0o600)
+	if _, err := s.Identity(""); err == nil {
+		t.Fatal("corrupt identity key accepted")
 	}
 }
 

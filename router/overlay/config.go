@@ -92,10 +92,13 @@ type Config struct {
 	// FailTimeout is how long without heartbeats from the remote before a
 	// connection fails (also the limit for establishing it).
 	FailTimeout time.Duration
-	// RekeyInterval is how often each direction moves to the next key epoch.
-	RekeyInterval time.Duration
 	// MACExpiry is how long a learnt MAC address stays without traffic.
 	MACExpiry time.Duration
+	// MACTableSize caps the MAC table (default DefaultMACTableSize). When
+	// it is full, learning a new address evicts the one seen least
+	// recently (counted in Stats().MACEvictions), so a flood of source
+	// addresses cannot grow memory.
+	MACTableSize int
 	// Workers is the number of send workers (flows are hashed onto them);
 	// default GOMAXPROCS, at most 8.
 	Workers int
@@ -113,9 +116,15 @@ type Config struct {
 	// UDP packet holding several datagrams. Receiving coalesced runs
 	// (UDP_GRO) is always on.
 	UDPOffload bool
-	// Ratchet is the key step for rekeying; default handshake's ratchet.
-	Ratchet encap.Ratchet
+
+	// prober sends path MTU probes; nil opens the raw socket (tests inject
+	// fakes).
+	prober prober
 }
+
+// DefaultMACTableSize is the default cap of the MAC table: far above the
+// containers of any real network, small enough (about 2 MiB) not to matter.
+const DefaultMACTableSize = 16384
 
 // DefaultConfig returns the defaults; set Peer, Device and Routes.
 func DefaultConfig() Config {
@@ -125,8 +134,8 @@ func DefaultConfig() Config {
 		UnderlayMTU:       1500,
 		HeartbeatInterval: 500 * time.Millisecond,
 		FailTimeout:       10 * time.Second,
-		RekeyInterval:     2 * time.Minute,
 		MACExpiry:         5 * time.Minute,
+		MACTableSize:      DefaultMACTableSize,
 		SocketBuffer:      8 << 20,
 		PMTUInterval:      10 * time.Minute,
 		UDPOffload:        true,
@@ -186,23 +195,20 @@ func (c *Config) fill() error {
 	if c.FailTimeout <= 0 {
 		c.FailTimeout = d.FailTimeout
 	}
-	if c.RekeyInterval <= 0 {
-		c.RekeyInterval = d.RekeyInterval
-	}
 	if c.PMTUInterval <= 0 {
 		c.PMTUInterval = d.PMTUInterval
 	}
 	if c.MACExpiry <= 0 {
 		c.MACExpiry = d.MACExpiry
 	}
+	if c.MACTableSize <= 0 {
+		c.MACTableSize = d.MACTableSize
+	}
 	if c.Workers <= 0 {
 		c.Workers = min(runtime.GOMAXPROCS(0), 8)
 	}
 	if c.SocketBuffer <= 0 {
 		c.SocketBuffer = d.SocketBuffer
-	}
-	if c.Ratchet == nil {
-		c.Ratchet = defaultRatchet
 	}
 	return nil
 }

@@ -1,8 +1,11 @@
 package overlay
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
@@ -17,14 +21,17 @@ import (
 const maxConns = 1 << 16
 
 // connTable finds a connection by the receiver index in a datagram header
-// with one atomic load: the low 16 bits pick a slot, the high 16 bits are a
-// generation so that a stale index of a stopped connection matches nothing.
+// with one atomic load: the low 16 bits pick a slot, the high 16 bits must
+// match too, so that a stale index of a stopped connection matches nothing.
+// Indexes are random (crypto/rand: slot and high bits), non-zero and unique
+// among live connections, so an off-path sender cannot guess one: before,
+// they were handed out in sequence (0x00010001, 0x00020002, ...).
 type connTable struct {
 	slots [maxConns]atomic.Pointer[conn]
 	mu    sync.Mutex
 	live  map[*conn]struct{}
-	next  uint32 // next slot to try
-	gen   uint32
+	// rand is the source of indexes (crypto/rand.Reader); tests replace it.
+	rand io.Reader
 }
 
 func (t *connTable) get(index uint32) *conn {
@@ -35,25 +42,41 @@ func (t *connTable) get(index uint32) *conn {
 	return c
 }
 
+var errTooManyConns = errors.New("overlay: too many connections")
+
+// add gives c a fresh random index and makes it findable.
 func (t *connTable) add(c *conn) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.live == nil {
 		t.live = make(map[*conn]struct{})
 	}
-	for range maxConns {
-		slot := t.next & (maxConns - 1)
-		t.next++
+	if len(t.live) >= maxConns-1 {
+		return errTooManyConns
+	}
+	src := t.rand
+	if src == nil {
+		src = rand.Reader
+	}
+	var b [4]byte
+	for {
+		if _, err := io.ReadFull(src, b[:]); err != nil {
+			return fmt.Errorf("overlay: random connection index: %w", err)
+		}
+		index := binary.BigEndian.Uint32(b[:])
+		slot := index & (maxConns - 1)
+		// Slot 0 keeps every index non-zero (0 means "no index yet");
+		// a free slot keeps indexes unique. With fewer than maxConns-1
+		// live connections some slot is free, and while the table is
+		// not nearly full a draw or two finds one.
 		if slot == 0 || t.slots[slot].Load() != nil {
 			continue
 		}
-		t.gen++
-		c.localIndex = (t.gen&0xffff)<<16 | slot
+		c.localIndex = index
 		t.slots[slot].Store(c)
 		t.live[c] = struct{}{}
 		return nil
 	}
-	return errors.New("overlay: too many connections")
 }
 
 func (t *connTable) remove(c *conn) {
@@ -81,6 +104,8 @@ type conn struct {
 	localIndex  uint32
 	remoteIndex atomic.Uint32
 	remoteMax   atomic.Uint32 // remote's max datagram, 0 until its hello
+	// addr is where we send: the mesh's RemoteUDP, moved only by an
+	// authenticated datagram from elsewhere (never without keys).
 	addr        atomic.Pointer[net.UDPAddr]
 	sealer      *encap.Sealer // nil without keys
 	opener      *encap.Opener
@@ -125,24 +150,26 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 	now := time.Now()
 	c := &conn{
 		o: o, remote: p.Remote.Name, connID: p.ConnID,
-		ctr: o.stats.peer(p.Remote.Name), sendControl: p.SendControl, events: p.Events,
+		sendControl: p.SendControl, events: p.Events,
 		created: now, lastHeard: now,
 	}
 	c.addr.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, p.RemoteUDP.Port())))
 	if p.Keys != nil {
 		var err error
-		if c.sealer, err = encap.NewSealer(p.Keys.Send, o.cfg.Ratchet); err != nil {
+		if c.sealer, err = encap.NewSealer(p.Keys.Send); err != nil {
 			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
 		}
-		if c.opener, err = encap.NewOpener(p.Keys.Recv, o.cfg.Ratchet); err != nil {
+		if c.opener, err = encap.NewOpener(p.Keys.Recv); err != nil {
 			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
 		}
 	}
 	if err := o.conns.add(c); err != nil {
 		return nil, err
 	}
+	c.ctr = o.stats.attach(p.Remote.Name)
 	if err := c.sendControl(encodeHello(hello{Index: c.localIndex, MaxDatagram: uint16(o.maxDatagram())})); err != nil {
 		o.conns.remove(c)
+		o.stats.detach(p.Remote.Name)
 		return nil, fmt.Errorf("overlay: add connection to %s: send hello: %w", p.Remote, err)
 	}
 	o.cfg.Logger.Debug("overlay connection added", "peer", p.Remote.String(), "addr", p.RemoteUDP.String(), "conn", c.localIndex)
@@ -184,13 +211,41 @@ func (c *conn) ControlMessage(msg []byte) {
 	}
 }
 
-// Stop ends the connection; idempotent.
+// Rekey installs fresh data keys from the mesh's in-band key exchange:
+// the receive key beside the current one (the opener switches when the
+// first datagram of its epoch authenticates), then the send key, which
+// seals from now on. The mesh gives a receive key to us before the peer
+// gets the matching send key, so no datagram is refused across a rekey.
+// Called from the mesh connection's reader goroutine; does not block
+// (builds at most two AEADs).
+func (c *conn) Rekey(u handshake.DataKeyUpdate) {
+	if c.sealer == nil || c.opener == nil {
+		c.o.cfg.Logger.Warn("overlay: fresh keys for a connection without keys; ignored", "peer", c.remote.String(), "conn", c.localIndex)
+		return
+	}
+	if u.Recv != nil {
+		if err := c.opener.Install(u.Epoch, *u.Recv); err != nil {
+			c.o.cfg.Logger.Error("overlay: install receive key", "peer", c.remote.String(), "conn", c.localIndex, "epoch", u.Epoch, "err", err)
+		}
+	}
+	if u.Send != nil {
+		if err := c.sealer.Install(u.Epoch, *u.Send); err != nil {
+			c.o.cfg.Logger.Error("overlay: install send key", "peer", c.remote.String(), "conn", c.localIndex, "epoch", u.Epoch, "err", err)
+		}
+	}
+	c.o.cfg.Logger.Debug("overlay: fresh data keys", "peer", c.remote.String(), "conn", c.localIndex,
+		"epoch", u.Epoch, "recv", u.Recv != nil, "send", u.Send != nil)
+}
+
+// Stop ends the connection; idempotent. The peer's counters go with its
+// last connection.
 func (c *conn) Stop() {
 	if c.stopped.Swap(true) {
 		return
 	}
 	c.o.conns.remove(c)
 	c.o.setPeerConn(c.remote, nil, c)
+	c.o.stats.detach(c.remote)
 }
 
 // usable says whether frames may be sent on c now.
@@ -288,8 +343,11 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 	}
 	c.mu.Unlock()
 	// The remote may sit behind NAT or have moved: answer where it speaks
-	// from. The datagram authenticated (with keys), so this is the peer.
-	if cur := c.addr.Load(); from.IsValid() && cur.AddrPort() != from {
+	// from, but only when the datagram authenticated (with keys), so it is
+	// the peer. Without keys anyone can send a heartbeat with the right
+	// index and sender, and following it would let one spoofed datagram
+	// redirect the whole flow; the address stays what the mesh gave.
+	if cur := c.addr.Load(); c.opener != nil && from.IsValid() && cur.AddrPort() != from {
 		c.addr.Store(net.UDPAddrFromAddrPort(from))
 		c.o.cfg.Logger.Info("overlay: peer's UDP address changed", "peer", c.remote.String(), "addr", from.String())
 		c.requestProbe() // another path
@@ -305,16 +363,11 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 	}
 }
 
-// tick runs the connection's periodic work: rekeying, a heartbeat, and the
-// failure timeout.
+// tick runs the connection's periodic work: a heartbeat, the failure
+// timeout and path MTU discovery.
 func (c *conn) tick(now time.Time) {
 	if c.stopped.Load() {
 		return
-	}
-	if c.sealer != nil && c.sealer.NeedsRekey(now, c.o.cfg.RekeyInterval) {
-		if err := c.sealer.Rekey(); err != nil {
-			c.o.cfg.Logger.Error("overlay: rekey failed", "peer", c.remote.String(), "err", err)
-		}
 	}
 	c.mu.Lock()
 	if c.failed != nil {

@@ -12,12 +12,8 @@ const icmpReplyMax = ethHeader + 20 + 8 + 60 + 8
 // It returns the reply's length, or 0 when frame is not IPv4 with DF (or is
 // itself an ICMP error, which must not be answered).
 func fragNeeded(out, frame []byte, mtu int) int {
-	if len(frame) < ethHeader+20 || binary.BigEndian.Uint16(frame[12:14]) != 0x0800 {
-		return 0
-	}
-	ip := frame[ethHeader:]
-	ihl := int(ip[0]&0x0f) * 4
-	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl {
+	ip, ihl, ok := ipv4Packet(frame)
+	if !ok {
 		return 0
 	}
 	if ip[6]&0x40 == 0 { // DF clear
@@ -49,6 +45,22 @@ func fragNeeded(out, frame []byte, mtu int) int {
 	copy(m[8:], ip[:quote])
 	binary.BigEndian.PutUint16(m[2:4], checksum(m))
 	return n
+}
+
+// ipv4Packet returns the IPv4 packet in an Ethernet frame and its header
+// length, if the frame is IPv4 (ethertype 0x0800, version 4) with a whole
+// header of at least 20 bytes. The one parse of a frame's IPv4 header, for
+// the ICMP replies and the flow hash.
+func ipv4Packet(frame []byte) (ip []byte, ihl int, ok bool) {
+	if len(frame) < ethHeader+20 || binary.BigEndian.Uint16(frame[12:14]) != 0x0800 {
+		return nil, 0, false
+	}
+	ip = frame[ethHeader:]
+	ihl = int(ip[0]&0x0f) * 4
+	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl {
+		return nil, 0, false
+	}
+	return ip, ihl, true
 }
 
 // checksum is the Internet checksum (RFC 1071) of b.

@@ -1,6 +1,8 @@
 package overlay
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 
@@ -26,12 +28,25 @@ type macShard struct {
 // for MACs learnt from the overlay. Safe for concurrent use. Lookups and
 // refreshes of known entries take only a shard's read lock and atomics; a new
 // address takes the shard's write lock once.
+//
+// The table is bounded: each shard holds at most its share of the size
+// given to newMACTable, and a new address in a full shard evicts the
+// shard's least recently seen entry (counted in evictions), so a flood of
+// source addresses from a container or a peer costs CPU, not memory. The
+// shard of an address is a keyed hash (seed random per table), so nobody
+// can aim addresses at one shard to evict a victim's entries.
 type macTable struct {
-	shards [macShards]macShard
+	shards    [macShards]macShard
+	perShard  int
+	seed      uint64
+	evictions atomic.Uint64
 }
 
-func newMACTable() *macTable {
-	t := &macTable{}
+func newMACTable(size int) *macTable {
+	t := &macTable{perShard: max(1, (size+macShards-1)/macShards)}
+	var b [8]byte
+	rand.Read(b[:])
+	t.seed = binary.LittleEndian.Uint64(b[:]) | 1
 	for i := range t.shards {
 		t.shards[i].m = make(map[uint64]*macEntry)
 	}
@@ -39,8 +54,8 @@ func newMACTable() *macTable {
 }
 
 func (t *macTable) shard(mac uint64) *macShard {
-	// the low bytes of a MAC vary most; fold them.
-	return &t.shards[(mac^mac>>8^mac>>16)%macShards]
+	h := (mac ^ t.seed) * 0x9E3779B97F4A7C15
+	return &t.shards[h>>(64-6)] // top 6 bits: macShards == 64
 }
 
 // macKey reads the 6-byte MAC at b.
@@ -74,6 +89,10 @@ func (t *macTable) learn(mac uint64, owner identity.PeerName, now int64) (prev i
 	if e == nil {
 		s.mu.Lock()
 		if e = s.m[mac]; e == nil {
+			if len(s.m) >= t.perShard {
+				s.evictOldestLocked()
+				t.evictions.Add(1)
+			}
 			e = new(macEntry)
 			e.owner.Store(uint64(owner))
 			e.seen.Store(now)
@@ -93,6 +112,20 @@ func (t *macTable) learn(mac uint64, owner identity.PeerName, now int64) (prev i
 		return old, true
 	}
 	return identity.UnknownPeer, false
+}
+
+// evictOldestLocked removes the entry seen least recently; s.mu held for
+// writing. A linear scan of one shard (a few hundred entries) only when a
+// new address meets a full shard: rare unless someone floods addresses.
+func (s *macShard) evictOldestLocked() {
+	var oldest uint64
+	first, when := true, int64(0)
+	for k, e := range s.m {
+		if seen := e.seen.Load(); first || seen < when {
+			oldest, when, first = k, seen, false
+		}
+	}
+	delete(s.m, oldest)
 }
 
 // expire drops entries not seen since before; it returns how many.

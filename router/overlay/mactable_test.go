@@ -6,7 +6,7 @@ import (
 )
 
 func TestMACTable(t *testing.T) {
-	tb := newMACTable()
+	tb := newMACTable(DefaultMACTableSize)
 	m1, m2 := macKey(mac(1, 1)), macKey(mac(1, 2))
 	if _, ok := tb.lookup(m1); ok {
 		t.Fatal("empty table found an entry")
@@ -40,7 +40,7 @@ func TestMACTable(t *testing.T) {
 }
 
 func TestMACTableConcurrent(t *testing.T) {
-	tb := newMACTable()
+	tb := newMACTable(DefaultMACTableSize)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Add(1)
@@ -62,7 +62,7 @@ func TestMACTableConcurrent(t *testing.T) {
 func identityFor(g int) P { return P(g) }
 
 func BenchmarkMACLookup(b *testing.B) {
-	tb := newMACTable()
+	tb := newMACTable(DefaultMACTableSize)
 	for i := range 1000 {
 		tb.learn(uint64(i), 5, 1)
 	}

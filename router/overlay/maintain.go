@@ -6,7 +6,9 @@ import (
 )
 
 // maintain runs the periodic work: the coarse clock for the MAC table,
-// each connection's heartbeat, timeout and rekey, and MAC expiry.
+// each connection's heartbeat, timeout and path MTU search, and MAC
+// expiry. Key epochs are not its business: they come only from the mesh
+// (conn.Rekey).
 func (o *Overlay) maintain(ctx context.Context) {
 	t := time.NewTicker(o.cfg.HeartbeatInterval)
 	defer t.Stop()

@@ -26,7 +26,7 @@ var _ mesh.Overlay = (*Overlay)(nil)
 //
 // Goroutines (all owned, stopped by Close): one device reader, Workers send
 // workers, one UDP receiver, one maintenance loop (heartbeats, timeouts,
-// rekeying, MAC expiry).
+// path MTU discovery, MAC expiry).
 type Overlay struct {
 	cfg Config
 
@@ -96,7 +96,7 @@ func New(cfg Config) (*Overlay, error) {
 		udp:   udp,
 		pc:    ipv4.NewPacketConn(udp),
 		lad:   udp.LocalAddr().(*net.UDPAddr).AddrPort(),
-		macs:  newMACTable(),
+		macs:  newMACTable(cfg.MACTableSize),
 		stats: newStatsTable(),
 	}
 	empty := map[identity.PeerName]*conn{}
@@ -116,12 +116,14 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	o.gro = enableUDPGRO(udp)
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates)); err != nil {
+		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates, o.macs)); err != nil {
 			udp.Close()
 			return nil, fmt.Errorf("overlay: register metrics: %w", err)
 		}
 	}
-	if o.prober, err = newProber(cfg.BindAddr); err != nil {
+	if cfg.prober != nil {
+		o.prober = cfg.prober
+	} else if o.prober, err = newProber(cfg.BindAddr); err != nil {
 		o.prober = nil
 		cfg.Logger.Warn("overlay: no path MTU discovery; connections use the underlay MTU and let the kernel fragment", "err", err)
 	}
@@ -273,24 +275,30 @@ func (o *Overlay) routes() RouteTable {
 	return noRoutes{}
 }
 
-// workerFor picks the worker for a frame's flow, so that the frames of a
-// flow stay in order: the MAC pair, plus for IPv4 TCP/UDP the addresses and
-// ports, so that several connections between two containers spread over
-// the workers.
+// workerFor picks the worker for a frame's flow (see flowHash), so that the
+// frames of a flow stay in order.
 func (o *Overlay) workerFor(frame []byte) *worker {
+	return o.workers[flowHash(frame)%uint64(len(o.workers))]
+}
+
+// flowHash hashes a frame's flow: the MAC pair, plus for IPv4 the addresses
+// and, for TCP/UDP, the ports, so that several connections between two
+// containers spread over the workers. All fragments of an IPv4 packet hash
+// alike (later fragments carry no ports). It reads only those header
+// fields, within the frame, whatever the frame holds.
+func flowHash(frame []byte) uint64 {
+	if len(frame) < 12 {
+		return 0
+	}
 	h := macKey(frame[0:6])*0x9E3779B97F4A7C15 ^ macKey(frame[6:12])*0xC2B2AE3D27D4EB4F
-	if len(frame) >= ethHeader+20 && frame[12] == 0x08 && frame[13] == 0x00 {
-		ip := frame[ethHeader:]
-		ihl := int(ip[0]&0x0f) * 4
+	if ip, ihl, ok := ipv4Packet(frame); ok {
 		h ^= uint64(binary.BigEndian.Uint32(ip[12:16]))*0x165667B19E3779F9 ^ uint64(binary.BigEndian.Uint32(ip[16:20]))*0x27D4EB2F165667C5
-		// ports, unless a fragment (later fragments have none; all fragments
-		// of a packet must hash alike)
-		if (ip[9] == 6 || ip[9] == 17) && ip[6]&0x3f == 0 && ip[7] == 0 && len(ip) >= ihl+4 && ihl >= 20 {
+		if (ip[9] == 6 || ip[9] == 17) && ip[6]&0x3f == 0 && ip[7] == 0 && len(ip) >= ihl+4 {
 			h ^= uint64(binary.BigEndian.Uint32(ip[ihl:ihl+4])) * 0x85EBCA77C2B2AE63
 		}
 	}
 	h ^= h >> 29
-	return o.workers[(h*0xBF58476D1CE4E5B9>>32)%uint64(len(o.workers))]
+	return h * 0xBF58476D1CE4E5B9 >> 32
 }
 
 // Stats returns a snapshot of the counters and connection states.
@@ -304,6 +312,8 @@ func (o *Overlay) Stats() Stats {
 		st.Drops = dropMap(ct, st.Drops)
 	}
 	st.Drops = dropMap(&o.stats.global, st.Drops)
+	st.Drops = dropMap(&o.stats.gone, st.Drops)
+	st.MACs, st.MACEvictions = o.macs.len(), o.macs.evictions.Load()
 	for _, c := range o.conns.all() {
 		ps := byPeer[c.remote]
 		if ps == nil {
@@ -316,6 +326,9 @@ func (o *Overlay) Stats() Stats {
 		ps.State, ps.Reason = c.state()
 		ps.Addr = c.addr.Load().String()
 		ps.Encrypted = c.sealer != nil
+		if c.sealer != nil {
+			ps.KeyEpoch = c.sealer.Epoch()
+		}
 		ps.MaxFrame = c.maxFrame()
 		ps.PMTU = c.pathMTU()
 		ps.PMTUProbed = c.pmtuProbed()

@@ -1,6 +1,8 @@
 package overlay
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"syscall"
 	"time"
@@ -36,6 +38,11 @@ type pmtuSearch struct {
 	round  uint32
 	n      int // probes in the current round
 	sizes  [probesPerRound]int
+	// ids are the probes' cookies: random per probe, echoed by the ack.
+	// Only an ack carrying one of the current round's ids counts, for the
+	// size we probed with it, so a spoofed ack (the old ids were
+	// round<<8|index) can neither invent nor inflate a path MTU.
+	ids    [probesPerRound]uint64
 	acked  [probesPerRound]bool
 	failed [probesPerRound]bool // refused locally (EMSGSIZE)
 	answer bool                 // some probe was acknowledged in this search
@@ -74,19 +81,31 @@ func (s *pmtuSearch) next() bool {
 	}
 	s.round++
 	n := min(gap, probesPerRound)
+	var cookies [8 * probesPerRound]byte
+	rand.Read(cookies[:])
 	for k := range n {
 		// ascending, the last one the largest candidate (hi - 1)
 		s.sizes[k] = s.lo + (gap*(k+1)+n-1)/n
+		s.ids[k] = binary.LittleEndian.Uint64(cookies[8*k:])
 	}
 	s.n = n
 	return true
 }
 
-// ack records the acknowledgement of probe k of round r.
-func (s *pmtuSearch) ack(r uint32, k int) {
-	if r == s.round && k >= 0 && k < s.n {
-		s.acked[k] = true
-		s.answer = true
+// ack records the acknowledgement of the current round's probe with the
+// given id, which reached the remote as an IP packet of size bytes (0:
+// unknown). An unknown id (spoofed, or from an earlier round) changes
+// nothing, nor does an ack reporting less than the size probed.
+func (s *pmtuSearch) ack(id uint64, size int) {
+	for k := range s.n {
+		if s.ids[k] == id {
+			if size != 0 && size < s.sizes[k] {
+				return
+			}
+			s.acked[k] = true
+			s.answer = true
+			return
+		}
 	}
 }
 
@@ -177,14 +196,17 @@ func (c *conn) onProbeAck(payload []byte) {
 		c.o.stats.drop(c.ctr, dropMalformed, 1)
 		return
 	}
-	id := getUint64(payload)
+	id, size := getUint64(payload), 0
+	if len(payload) >= 10 {
+		size = int(payload[8])<<8 | int(payload[9])
+	}
 	c.pmtuMu.Lock()
 	defer c.pmtuMu.Unlock()
 	p := &c.probe
 	if !p.active {
 		return
 	}
-	p.search.ack(uint32(id>>8), int(id&0xff))
+	p.search.ack(id, size)
 	if p.search.decided() {
 		c.advanceLocked(time.Now())
 	}
@@ -225,7 +247,7 @@ func (c *conn) advanceLocked(now time.Time) {
 		if s.failed[k] {
 			continue
 		}
-		if err := c.sendProbe(s.sizes[k], uint64(s.round)<<8|uint64(k)); err != nil {
+		if err := c.sendProbe(s.sizes[k], s.ids[k]); err != nil {
 			s.failed[k] = true
 			if !errors.Is(err, syscall.EMSGSIZE) {
 				c.o.cfg.Logger.Debug("overlay: probe send failed", "peer", c.remote.String(), "size", s.sizes[k], "err", err)

@@ -41,10 +41,10 @@ func TestPMTUSearch(t *testing.T) {
 					case size > tc.dev:
 						s.failed[k] = true
 					case size <= tc.path && !tc.lose[size]:
-						s.ack(s.round, k)
+						s.ack(s.ids[k], size)
 					}
 				}
-				s.ack(s.round+1, 0) // a stale round's ack changes nothing
+				s.ack(uint64(s.round)<<8, 0) // an unknown id changes nothing
 			}
 			if s.lo != tc.want {
 				t.Fatalf("settled at %d, want %d", s.lo, tc.want)
@@ -66,7 +66,7 @@ func TestPMTUDecided(t *testing.T) {
 	if s.decided() {
 		t.Fatal("decided before any answer")
 	}
-	s.ack(s.round, 0)
+	s.ack(s.ids[0], 0)
 	if s.decided() {
 		t.Fatal("decided while larger probes are outstanding")
 	}
@@ -77,7 +77,7 @@ func TestPMTUDecided(t *testing.T) {
 		t.Fatal("not decided: all larger probes refused locally")
 	}
 	s.failed[s.n-1] = false
-	s.ack(s.round, s.n-1)
+	s.ack(s.ids[s.n-1], 0)
 	if !s.decided() {
 		t.Fatal("not decided although the largest probe was acknowledged")
 	}

@@ -111,11 +111,11 @@ func (w *worker) handle(rt RouteTable, p *packet) {
 	if p.dst != identity.UnknownPeer {
 		next, ok := rt.Unicast(p.dst)
 		if !ok {
-			w.o.stats.drop(w.o.stats.peer(p.dst), dropNoRoute, 1)
+			w.o.stats.drop(w.o.stats.lookup(p.dst), dropNoRoute, 1)
 			return
 		}
 		if next == p.from {
-			w.o.stats.drop(w.o.stats.peer(p.dst), dropLoop, 1)
+			w.o.stats.drop(w.o.stats.lookup(p.dst), dropLoop, 1)
 			return
 		}
 		w.sendTo(next, p)
@@ -132,7 +132,7 @@ func (w *worker) handle(rt RouteTable, p *packet) {
 func (w *worker) sendTo(next identity.PeerName, p *packet) {
 	c := w.o.peerConn(next)
 	if c == nil || !c.usable() {
-		w.o.stats.drop(w.o.stats.peer(next), dropNoConn, 1)
+		w.o.stats.drop(w.o.stats.lookup(next), dropNoConn, 1)
 		return
 	}
 	frame := p.buf[:p.n]

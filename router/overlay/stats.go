@@ -52,8 +52,9 @@ var dropNames = [numDropReasons]string{
 
 func (r dropReason) String() string { return dropNames[r] }
 
-// counters are one peer's monotonic counters. The overlay keeps them for
-// the life of the process (not of one connection) so metrics never go back.
+// counters are one peer's monotonic counters. The overlay keeps them while
+// it has a connection to the peer (across reconnects that overlap), so
+// every table of them is bounded by the live connections.
 type counters struct {
 	framesIn, framesOut atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
@@ -67,7 +68,10 @@ type PeerStats struct {
 	State     string            `json:"state"`            // connecting, established, failed, none
 	Reason    string            `json:"reason,omitempty"` // why not established
 	Encrypted bool              `json:"encrypted"`
-	MaxFrame  int               `json:"max_frame,omitempty"` // largest frame per datagram without fragmentation
+	// KeyEpoch is the data key epoch we send with: the number of fresh key
+	// exchanges this connection has run (see docs/handshake.md).
+	KeyEpoch uint16 `json:"key_epoch,omitempty"`
+	MaxFrame int    `json:"max_frame,omitempty"` // largest frame per datagram without fragmentation
 	// PMTU is the connection's path MTU in IP bytes: the largest packet
 	// that reached the remote in path MTU discovery, or the announced
 	// maximum (the smaller underlay MTU) while PMTUProbed is false.
@@ -83,47 +87,92 @@ type PeerStats struct {
 // Stats is a snapshot of the data plane's counters.
 type Stats struct {
 	ContainerMTU int `json:"container_mtu"`
-	// Peers has one entry per peer we ever exchanged frames with or have a
-	// connection to, sorted by peer name.
+	// Peers has one entry per peer we have a connection to, sorted by
+	// peer name. A peer's entry (and its Prometheus series) goes with its
+	// last connection.
 	Peers []PeerStats `json:"peers"`
-	// Drops are all drops by reason, including those not attributable to a
-	// peer (e.g. datagrams with an unknown receiver index).
+	// Drops are all drops by reason: those of the peers in Peers, those
+	// not attributable to a connected peer (an unknown receiver index, a
+	// frame for a destination we have no route or connection to) and
+	// those of peers since gone.
 	Drops map[string]uint64 `json:"drops,omitempty"`
 	// FragNeeded counts ICMP "fragmentation needed" messages written back
 	// to the device for oversized frames with DF set; Fragmented counts
 	// oversized frames sent alone in a datagram that the kernel fragments.
 	FragNeeded uint64 `json:"frag_needed"`
 	Fragmented uint64 `json:"fragmented"`
+	// MACs is the number of MAC addresses in the table (at most
+	// Config.MACTableSize); MACEvictions counts addresses evicted to make
+	// room for new ones.
+	MACs         int    `json:"macs"`
+	MACEvictions uint64 `json:"mac_evictions"`
 }
 
-// statsTable holds per-peer counters plus the unattributed ones.
+// statsTable holds the counters of connected peers plus one aggregate
+// bucket for everything else, so that no input can grow it: a frame for a
+// destination we have no connection to counts in global, not under a new
+// entry. Entries come and go with connections (attach, detach).
 type statsTable struct {
 	mu         sync.RWMutex
-	peers      map[identity.PeerName]*counters
-	global     counters // drops not attributable to a peer
+	peers      map[identity.PeerName]*peerEntry
+	global     counters // drops not attributable to a connected peer
+	gone       counters // drops of peers whose last connection went
 	fragNeeded atomic.Uint64
 	fragmented atomic.Uint64
 }
 
-func newStatsTable() *statsTable {
-	return &statsTable{peers: make(map[identity.PeerName]*counters)}
+type peerEntry struct {
+	counters
+	conns int // live connections holding the entry
 }
 
-// peer returns the counters for p, creating them once.
-func (s *statsTable) peer(p identity.PeerName) *counters {
-	s.mu.RLock()
-	c := s.peers[p]
-	s.mu.RUnlock()
-	if c != nil {
-		return c
-	}
+func newStatsTable() *statsTable {
+	return &statsTable{peers: make(map[identity.PeerName]*peerEntry)}
+}
+
+// attach returns the counters for p, creating them for p's first live
+// connection; each attach needs one detach.
+func (s *statsTable) attach(p identity.PeerName) *counters {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c = s.peers[p]; c == nil {
-		c = new(counters)
-		s.peers[p] = c
+	e := s.peers[p]
+	if e == nil {
+		e = new(peerEntry)
+		s.peers[p] = e
 	}
-	return c
+	e.conns++
+	return &e.counters
+}
+
+// detach releases one connection's hold on p's counters; with the last, the
+// entry goes and its drops are kept in the gone bucket (so Stats' total
+// drops never go back).
+func (s *statsTable) detach(p identity.PeerName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.peers[p]
+	if e == nil {
+		return
+	}
+	if e.conns--; e.conns > 0 {
+		return
+	}
+	delete(s.peers, p)
+	for r := range numDropReasons {
+		s.gone.drops[r].Add(e.drops[r].Load())
+	}
+}
+
+// lookup returns the counters of p if we have a connection to it, else nil
+// (drop then counts in the aggregate bucket). It never creates an entry.
+func (s *statsTable) lookup(p identity.PeerName) *counters {
+	s.mu.RLock()
+	e := s.peers[p]
+	s.mu.RUnlock()
+	if e == nil {
+		return nil
+	}
+	return &e.counters
 }
 
 // drop counts a drop against c (nil: unattributed).
@@ -151,9 +200,16 @@ func (s *statsTable) snapshot() (peers map[identity.PeerName]*counters) {
 	defer s.mu.RUnlock()
 	peers = make(map[identity.PeerName]*counters, len(s.peers))
 	for k, v := range s.peers {
-		peers[k] = v
+		peers[k] = &v.counters
 	}
 	return peers
+}
+
+// len is the number of peer entries.
+func (s *statsTable) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.peers)
 }
 
 func sortPeerStats(ps []PeerStats) {
@@ -167,12 +223,21 @@ type collector struct {
 	frames, bytes, drops   *prometheus.Desc
 	fragNeeded, fragmented *prometheus.Desc
 	connections            *prometheus.Desc
+	macs, macEvictions     *prometheus.Desc
 	connStates             func() map[string]int
+	macTable               *macTable
 }
 
-func newCollector(s *statsTable, connStates func() map[string]int) *collector {
+// newCollector exports s, the connection states and the MAC table. Its
+// series are bounded: per peer only for connected peers (an entry of s),
+// everything else under peer="".
+func newCollector(s *statsTable, connStates func() map[string]int, macs *macTable) *collector {
 	return &collector{
-		s: s,
+		s: s, macTable: macs,
+		macs: prometheus.NewDesc("weave_overlay_macs",
+			"MAC addresses in the overlay's MAC table.", nil, nil),
+		macEvictions: prometheus.NewDesc("weave_overlay_mac_evictions_total",
+			"MAC addresses evicted from the full MAC table to make room for new ones.", nil, nil),
 		frames: prometheus.NewDesc("weave_overlay_frames_total",
 			"Frames sent to (out) or received from (in) a peer over the overlay.", []string{"peer", "direction"}, nil),
 		bytes: prometheus.NewDesc("weave_overlay_bytes_total",
@@ -190,7 +255,7 @@ func newCollector(s *statsTable, connStates func() map[string]int) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.fragNeeded, c.fragmented, c.connections} {
+	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.fragNeeded, c.fragmented, c.connections, c.macs, c.macEvictions} {
 		ch <- d
 	}
 }
@@ -215,6 +280,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit("", &c.s.global)
 	ch <- prometheus.MustNewConstMetric(c.fragNeeded, prometheus.CounterValue, float64(c.s.fragNeeded.Load()))
 	ch <- prometheus.MustNewConstMetric(c.fragmented, prometheus.CounterValue, float64(c.s.fragmented.Load()))
+	ch <- prometheus.MustNewConstMetric(c.macs, prometheus.GaugeValue, float64(c.macTable.len()))
+	ch <- prometheus.MustNewConstMetric(c.macEvictions, prometheus.CounterValue, float64(c.macTable.evictions.Load()))
 	for st, n := range c.connStates() {
 		ch <- prometheus.MustNewConstMetric(c.connections, prometheus.GaugeValue, float64(n), st)
 	}

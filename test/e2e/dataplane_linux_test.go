@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,11 +21,17 @@ import (
 // on h2 that reach each other.
 func twoHosts(t *testing.T, pw string) (l *harness.LAN, h1, h2 *harness.Host, c1, c2 *harness.Container) {
 	t.Helper()
+	return twoHostsWith(t, pw)
+}
+
+// twoHostsWith is twoHosts with extra launch flags for both routers.
+func twoHostsWith(t *testing.T, pw string, flags ...string) (l *harness.LAN, h1, h2 *harness.Host, c1, c2 *harness.Container) {
+	t.Helper()
 	l = harness.New(t)
 	h1, h2 = l.AddHost("h1"), l.AddHost("h2")
 	h1.Password, h2.Password = pw, pw
-	h1.Launch()
-	h2.Launch(h1.IP)
+	h1.Launch(flags...)
+	h2.Launch(append(slices.Clone(flags), h1.IP)...)
 	waitMesh(t, h1, h2)
 	c1, c2 = l.AddContainer(h1, "c1"), l.AddContainer(h2, "c2")
 	if got := c1.Attach("10.2.1.1/24"); len(got) != 1 || strings.Split(got[0], "/")[0] != "10.2.1.1" {

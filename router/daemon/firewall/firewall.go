@@ -3,9 +3,16 @@
 // DROP, and with br_netfilter loaded frames bridged between two ports of the
 // `weave` bridge (containers' veths and the router's TAP) pass through that
 // chain, so without an accept rule containers on one host could not reach
-// each other nor the overlay. Like Weave Net, the router inserts a few
-// accept rules at the top of FORWARD when it starts and removes them on
-// `weave reset`.
+// each other nor the overlay. The router adds a few narrow accept rules to
+// FORWARD when it starts and removes them on `weave reset`.
+//
+// The rules accept only what the overlay needs: frames bridged between
+// two ports of the bridge, and replies of established flows into it.
+// Nothing accepts traffic from the bridge to other interfaces (`weave
+// expose` puts host addresses on the bridge, which is INPUT and OUTPUT, not
+// FORWARD). They sit below Docker's jump to DOCKER-USER when there is one,
+// so that what an administrator puts in DOCKER-USER (a DROP, say) is
+// decided before our accepts, as Docker documents.
 //
 // Every rule carries a comment "weave:BRIDGE:PURPOSE", which is how Remove
 // finds exactly ours and nothing else. Commands run through a Runner, so
@@ -24,7 +31,9 @@ import (
 // Firewall opens the host's packet filter for the bridge's traffic.
 // Methods are not safe for concurrent use.
 type Firewall interface {
-	// Ensure adds the rules that are missing. Idempotent.
+	// Ensure puts our rules in place, below Docker's jump to DOCKER-USER
+	// when there is one, and removes rules of ours that are out of place
+	// or no longer wanted. Idempotent.
 	Ensure(ctx context.Context) error
 	// Remove deletes every rule of ours (by comment), and nothing else.
 	// Missing rules, chains or tools are not errors.
@@ -80,15 +89,19 @@ type rule struct {
 	related bool   // only replies (conntrack RELATED,ESTABLISHED)
 }
 
-// rules are, in order from the top of FORWARD: frames bridged between two
-// ports of the bridge (containers, TAP); traffic from the bridge that the
-// host routes elsewhere (containers using an exposed host address as
-// gateway); and the replies to that. The last two are what Weave Net adds
-// for `weave expose`.
+// dockerUserChain is the chain Docker leaves to administrators: Docker
+// jumps to it first thing in FORWARD, and our rules go below that jump.
+const dockerUserChain = "DOCKER-USER"
+
+// rules are, in order: frames bridged between two ports of the bridge
+// (containers, TAP), and replies of flows that something else accepted
+// into the bridge. Weave Net also accepted everything leaving the bridge
+// for other interfaces ("from-bridge"); that let containers reach any
+// network the host routes to, past DOCKER-USER, and nothing here needs
+// it. Ensure deletes such a rule left by an older version.
 func rules(bridge string) []rule {
 	return []rule{
 		{purpose: "bridged", in: bridge, out: bridge},
-		{purpose: "from-bridge", in: bridge, out: "!" + bridge},
 		{purpose: "to-bridge-replies", out: bridge, related: true},
 	}
 }

@@ -152,3 +152,145 @@ func TestKernel(t *testing.T) {
 		})
 	}
 }
+
+// kernelBackends are the two backends with how to set up, in the host
+// namespace, a FORWARD drop policy with Docker's DOCKER-USER chain jumped
+// to first, and how to put a DROP for ctr1's traffic into DOCKER-USER.
+var kernelBackends = []struct {
+	name       string
+	hidden     map[string]bool
+	dockerLike func(h *bridgedHost)
+	userDrop   func(h *bridgedHost)
+	list       func(h *bridgedHost) string
+}{
+	{
+		name: "iptables",
+		dockerLike: func(h *bridgedHost) {
+			h.in(h.host, "iptables", "-w", "-P", "FORWARD", "DROP")
+			h.in(h.host, "iptables", "-w", "-N", "DOCKER-USER")
+			h.in(h.host, "iptables", "-w", "-A", "DOCKER-USER", "-j", "RETURN")
+			h.in(h.host, "iptables", "-w", "-I", "FORWARD", "1", "-j", "DOCKER-USER")
+		},
+		userDrop: func(h *bridgedHost) {
+			h.in(h.host, "iptables", "-w", "-I", "DOCKER-USER", "1", "-s", "10.99.0.1", "-j", "DROP")
+		},
+		list: func(h *bridgedHost) string { return h.in(h.host, "iptables", "-w", "-S", "FORWARD") },
+	},
+	{
+		name:   "nft",
+		hidden: map[string]bool{"iptables": true, "ip6tables": true},
+		dockerLike: func(h *bridgedHost) {
+			h.in(h.host, "nft", "add table inet h14t; add chain inet h14t DOCKER-USER; add chain inet h14t forward { type filter hook forward priority 0; policy drop; }; add rule inet h14t forward jump DOCKER-USER")
+		},
+		userDrop: func(h *bridgedHost) {
+			h.in(h.host, "nft", "insert rule inet h14t DOCKER-USER ip saddr 10.99.0.1 counter drop")
+		},
+		list: func(h *bridgedHost) string { return h.in(h.host, "nft", "list", "ruleset") },
+	},
+}
+
+// TestDockerUserStaysInControl shows on the real kernel that our rules sit
+// below Docker's jump to DOCKER-USER, also when an older version had put
+// its rules above it, so that a DROP an administrator puts in DOCKER-USER
+// wins over our accepts. (Older versions inserted theirs at the top of
+// FORWARD, where they accepted before DOCKER-USER was consulted.)
+func TestDockerUserStaysInControl(t *testing.T) {
+	for _, tc := range kernelBackends {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newBridgedHost(t)
+			tc.dockerLike(h)
+			if h.reachable() {
+				t.Fatal("the drop policy does not stop bridged traffic; the test would prove nothing")
+			}
+			// What an older version left, above Docker's jump.
+			if tc.name == "iptables" {
+				h.in(h.host, "iptables", "-w", "-I", "FORWARD", "1", "-i", "weave", "-o", "weave", "-m", "comment", "--comment", "weave:weave:bridged", "-j", "ACCEPT")
+			} else {
+				h.in(h.host, "nft", `insert rule inet h14t forward iifname "weave" oifname "weave" counter accept comment "weave:weave:bridged"`)
+			}
+			fw, err := firewall.New(netnsRunner{ns: h.host, hidden: tc.hidden}, "weave")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if err := fw.Ensure(ctx); err != nil {
+					t.Fatalf("%s: %v", fw, err)
+				}
+			}
+			rules := tc.list(h)
+			jump := strings.Index(rules, "DOCKER-USER\n")
+			if tc.name == "nft" {
+				jump = strings.Index(rules, "jump DOCKER-USER")
+			}
+			if first := strings.Index(rules, "weave:weave:"); jump < 0 || first < jump || strings.Count(rules, "weave:weave:bridged") != 1 {
+				t.Fatalf("want our rules once each, below the jump to DOCKER-USER:\n%s", rules)
+			}
+			if !h.reachable() {
+				t.Fatalf("containers cannot ping each other with our rules:\n%s", rules)
+			}
+			tc.userDrop(h)
+			if h.reachable() {
+				t.Fatalf("a DROP in DOCKER-USER did not stop bridged traffic: our rules decide first:\n%s", tc.list(h))
+			}
+		})
+	}
+}
+
+// TestNothingAcceptsAllLeavingBridge shows on the real kernel that with
+// our rules a container whose gateway is the host (an exposed address on
+// the bridge) cannot send through the host to another network: nothing of
+// ours accepts traffic leaving the bridge for another interface (older
+// versions accepted all of it). Bridged traffic still passes, and an
+// explicit accept of the administrator's opens the routed path, which
+// shows the setup would carry it.
+func TestNothingAcceptsAllLeavingBridge(t *testing.T) {
+	for _, tc := range kernelBackends {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newBridgedHost(t)
+			outside := "h14-out-" + h.host[len("h11-fw-"):]
+			run(t, "ip", "netns", "add", outside)
+			t.Cleanup(func() { exec.Command("ip", "netns", "delete", outside).Run() })
+			h.in(h.host, "ip", "link", "add", "h14o", "type", "veth", "peer", "name", "eth0", "netns", outside)
+			h.in(h.host, "ip", "addr", "add", "10.98.0.1/24", "dev", "h14o")
+			h.in(h.host, "ip", "link", "set", "h14o", "up")
+			h.in(h.host, "ip", "addr", "add", "10.99.0.254/24", "dev", "weave") // weave expose
+			h.in(h.host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+			h.in(outside, "ip", "addr", "add", "10.98.0.2/24", "dev", "eth0")
+			h.in(outside, "ip", "link", "set", "eth0", "up")
+			h.in(outside, "ip", "route", "add", "10.99.0.0/24", "via", "10.98.0.1")
+			h.in(h.ctr1, "ip", "route", "add", "default", "via", "10.99.0.254")
+			routed := func() bool {
+				return exec.Command("ip", "netns", "exec", h.ctr1, "ping", "-c", "1", "-W", "1", "10.98.0.2").Run() == nil
+			}
+			if !routed() {
+				t.Fatal("the container cannot reach the outside namespace even before any policy; the test would prove nothing")
+			}
+			tc.dockerLike(h)
+			fw, err := firewall.New(netnsRunner{ns: h.host, hidden: tc.hidden}, "weave")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fw.Ensure(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !h.reachable() {
+				t.Fatalf("bridged traffic blocked:\n%s", tc.list(h))
+			}
+			if routed() {
+				t.Fatalf("traffic from the bridge to another interface is accepted:\n%s", tc.list(h))
+			}
+			// The administrator's choice opens it (replies come back
+			// through our to-bridge-replies rule).
+			if tc.name == "iptables" {
+				h.in(h.host, "iptables", "-w", "-I", "DOCKER-USER", "1", "-i", "weave", "-o", "h14o", "-j", "ACCEPT")
+			} else {
+				h.in(h.host, "nft", `insert rule inet h14t DOCKER-USER iifname "weave" oifname "h14o" accept`)
+			}
+			if !routed() {
+				t.Fatalf("an explicit accept in DOCKER-USER does not open the routed path:\n%s", tc.list(h))
+			}
+		})
+	}
+}

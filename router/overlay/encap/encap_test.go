@@ -2,6 +2,7 @@ package encap
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/sha256"
 	"errors"
 	"testing"
@@ -10,7 +11,11 @@ import (
 	"github.com/weavelab/weave/mesh/identity"
 )
 
-func testRatchet(k [32]byte) [32]byte { return sha256.Sum256(append([]byte("test ratchet"), k[:]...)) }
+// epochKey is the test's key for epoch e (the mesh would hand it over in a
+// DataKeyUpdate).
+func epochKey(e uint16) [32]byte {
+	return sha256.Sum256([]byte{'k', 'e', 'y', byte(e >> 8), byte(e)})
+}
 
 func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []Header{
@@ -139,20 +144,30 @@ func TestFramesMalformed(t *testing.T) {
 	}
 }
 
-// pair returns a sealer and the matching opener.
+// pair returns a sealer and the matching opener at epoch 0.
 func pair(t testing.TB) (*Sealer, *Opener) {
 	t.Helper()
-	var k [32]byte
-	copy(k[:], "0123456789abcdef0123456789abcdef")
-	s, err := NewSealer(k, testRatchet)
+	s, err := NewSealer(epochKey(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOpener(k, testRatchet)
+	o, err := NewOpener(epochKey(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, o
+}
+
+// rekey moves the pair to epoch e in the mesh's order: the receiver
+// installs the key first, then the sender starts using it.
+func rekey(t testing.TB, s *Sealer, o *Opener, e uint16) {
+	t.Helper()
+	if err := o.Install(e, epochKey(e)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Install(e, epochKey(e)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sealed builds and seals a one-frame datagram.
@@ -263,17 +278,16 @@ func TestEpochs(t *testing.T) {
 	if _, err := open(o, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Rekey(); err != nil {
-		t.Fatal(err)
-	}
-	if s.Epoch() != 1 {
-		t.Fatalf("epoch %d", s.Epoch())
+	rekey(t, s, o, 1)
+	if s.Epoch() != 1 || o.Epoch() != 0 {
+		t.Fatalf("after install: sender epoch %d, receiver %d (switches on the first datagram)", s.Epoch(), o.Epoch())
 	}
 	e1 := sealed(t, s, 3)
 	if h, _ := ParseHeader(e1); h.Epoch != 1 || h.Counter != 0 {
 		t.Fatalf("after rekey: epoch %d counter %d", h.Epoch, h.Counter)
 	}
-	// a forged datagram claiming the next epoch does not move the opener
+	// a forged datagram claiming the installed next epoch does not move
+	// the opener
 	forged := append([]byte(nil), e1...)
 	forged[HeaderLen] ^= 1
 	if _, err := open(o, forged); !errors.Is(err, ErrAuth) {
@@ -295,52 +309,123 @@ func TestEpochs(t *testing.T) {
 	if _, err := open(o, old); !errors.Is(err, ErrReplay) {
 		t.Fatalf("previous epoch replay: %v", err)
 	}
-	// two more epochs; the receiver sees epoch 3 first (2 was lost)
-	s.Rekey()
-	e2 := sealed(t, s, 4)
-	s.Rekey()
-	e3 := sealed(t, s, 6)
-	forged3 := append([]byte(nil), e3...)
-	forged3[len(forged3)-1] ^= 1
-	if _, err := open(o, forged3); !errors.Is(err, ErrAuth) || o.Epoch() != 1 {
-		t.Fatalf("forged two-ahead: %v, epoch %d", err, o.Epoch())
+	// epochs nobody installed are refused, however close
+	for _, e := range []uint16{2, 3, 9, 0xffff} {
+		d := sealed(t, s, 4)
+		SetCounter(d, e, 1<<20)
+		if _, err := open(o, d); !errors.Is(err, ErrEpoch) {
+			t.Fatalf("uninstalled epoch %d: %v", e, err)
+		}
 	}
-	if _, err := open(o, e3); err != nil {
-		t.Fatalf("epoch two ahead: %v", err)
+	// a sender with a key the receiver never installed: refused
+	rogue, _ := NewSealer(epochKey(2))
+	rogue.Install(2, epochKey(2))
+	if _, err := open(o, sealed(t, rogue, 5)); !errors.Is(err, ErrEpoch) || o.Epoch() != 1 {
+		t.Fatalf("epoch 2 before install: %v, epoch %d", err, o.Epoch())
 	}
-	if o.Epoch() != 3 {
-		t.Fatalf("opener epoch %d after skipping", o.Epoch())
-	}
-	// epoch 2 is neither current nor previous (1 is): refused
-	if _, err := open(o, e2); !errors.Is(err, ErrEpoch) {
-		t.Fatalf("skipped epoch: %v", err)
-	}
-	// epoch 1 is the previous one; after the grace it is refused
-	e1late := append([]byte(nil), e1...)
-	if _, err := open(o, e1late); !errors.Is(err, ErrReplay) {
-		t.Fatalf("previous epoch replay: %v", err)
-	}
+	// the previous epoch closes after the grace
+	e0 := append([]byte(nil), oldLate...)
+	SetCounter(e0, 0, 1<<30) // unseen counter, so only the epoch decides
 	now = now.Add(PrevEpochGrace + time.Second)
-	if _, err := open(o, e1late); !errors.Is(err, ErrEpoch) {
+	if _, err := open(o, e0); !errors.Is(err, ErrEpoch) {
 		t.Fatalf("expired previous epoch: %v", err)
 	}
-	// too far ahead
-	for range MaxEpochSkip + 1 {
-		s.Rekey()
+	// reinstalling the current epoch would reuse nonces: refused
+	if err := o.Install(1, epochKey(9)); !errors.Is(err, ErrEpochInUse) {
+		t.Fatalf("reinstall current receive epoch: %v", err)
 	}
-	if _, err := open(o, sealed(t, s, 7)); !errors.Is(err, ErrEpoch) {
-		t.Fatalf("epoch far ahead: %v", err)
+	if err := s.Install(1, epochKey(9)); !errors.Is(err, ErrEpochInUse) {
+		t.Fatalf("reinstall current send epoch: %v", err)
 	}
 }
 
-func TestSealerRekeyTrigger(t *testing.T) {
-	s, _ := pair(t)
-	now := time.Now()
-	if s.NeedsRekey(now, time.Minute) {
-		t.Fatal("fresh sealer wants rekey")
+// TestEpochWrap: epochs wrap at 2^16 (0xffff is followed by 0, then 1),
+// as the mesh counts them; the opener compares epochs only for equality.
+func TestEpochWrap(t *testing.T) {
+	s, o := pair(t)
+	for _, e := range []uint16{1, 2, 0xfffe, 0xffff, 0, 1} {
+		rekey(t, s, o, e)
+		if _, err := open(o, sealed(t, s, byte(e))); err != nil || o.Epoch() != e {
+			t.Fatalf("epoch %d: %v, opener at %d", e, err, o.Epoch())
+		}
 	}
-	if !s.NeedsRekey(now.Add(2*time.Minute), time.Minute) {
-		t.Fatal("old epoch not due for rekey")
+}
+
+// TestInstallTwiceBeforeFirstDatagram: the mesh may hand two receive keys
+// before a datagram of the first arrives (an idle direction). The pending
+// one becomes current, the old current stays open for the grace, and
+// datagrams of all three epochs in flight still open.
+func TestInstallTwiceBeforeFirstDatagram(t *testing.T) {
+	s, o := pair(t)
+	d0 := sealed(t, s, 1)
+	rekey(t, s, o, 1)
+	d1 := sealed(t, s, 2)
+	rekey(t, s, o, 2)
+	d2 := sealed(t, s, 3)
+	for i, d := range [][]byte{d2, d1} {
+		if _, err := open(o, d); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+	if o.Epoch() != 2 {
+		t.Fatalf("opener epoch %d, want 2", o.Epoch())
+	}
+	// epoch 0 is no longer known: two epochs behind
+	if _, err := open(o, d0); !errors.Is(err, ErrEpoch) {
+		t.Fatalf("epoch 0: %v", err)
+	}
+}
+
+// TestForgedEpochCostsNoKeyDerivation is the regression test for forged
+// datagrams being expensive: before, a datagram claiming an epoch up to 8
+// ahead made the opener ratchet the key and build a new AEAD under the
+// connection lock. Now every epoch is tried (each with a garbage payload):
+// no AEAD is constructed and nothing is allocated, for known and unknown
+// epochs alike.
+func TestForgedEpochCostsNoKeyDerivation(t *testing.T) {
+	s, o := pair(t)
+	rekey(t, s, o, 1)
+	if _, err := open(o, sealed(t, s, 1)); err != nil {
+		t.Fatal(err)
+	}
+	o.Install(2, epochKey(2)) // cur 1, prev 0, next 2
+	built := 0
+	orig := newAEAD
+	newAEAD = func(k *[32]byte) (cipher.AEAD, error) { built++; return orig(k) }
+	t.Cleanup(func() { newAEAD = orig })
+
+	d := sealed(t, s, 7)
+	work := make([]byte, len(d))
+	counter := uint64(1 << 40)
+	forge := func(e uint16) error {
+		copy(work, d)
+		work[HeaderLen+5] ^= 0x55 // payload no longer matches the tag
+		counter++
+		SetCounter(work, e, counter)
+		h, _ := ParseHeader(work)
+		_, err := o.Open(&h, work)
+		return err
+	}
+	for e := 0; e <= 0xffff; e++ {
+		err := forge(uint16(e))
+		want := ErrEpoch
+		if e <= 2 {
+			want = ErrAuth
+		}
+		if !errors.Is(err, want) {
+			t.Fatalf("forged epoch %d: %v, want %v", e, err, want)
+		}
+	}
+	if built != 0 {
+		t.Fatalf("%d AEADs built for forged datagrams", built)
+	}
+	for _, e := range []uint16{1, 2, 3, 9, 0x8000} {
+		if a := testing.AllocsPerRun(100, func() { forge(e) }); a != 0 {
+			t.Errorf("forged epoch %d: %.1f allocations", e, a)
+		}
+	}
+	if o.Epoch() != 1 {
+		t.Fatalf("forgeries moved the epoch to %d", o.Epoch())
 	}
 }
 

@@ -10,7 +10,9 @@
 //	0      1    version (1)
 //	1      1    type: 1 frames, 2 heartbeat, 3 heartbeat-ack,
 //	            4 PMTU probe, 5 probe-ack
-//	2      2    key epoch (advanced with the handshake ratchet; 0 without keys)
+//	2      2    key epoch: 0 for the handshake's data keys, then 1, 2, ...
+//	            (wrapping at 2^16) for each fresh key the mesh's in-band
+//	            key exchange hands over; 0 without keys
 //	4      4    receiver connection index (chosen by the receiver, sent over TCP)
 //	8      6    sender peer name
 //	14     2    reserved, zero
@@ -21,6 +23,14 @@
 // The 12-byte nonce is the header's last 12 bytes (12..23: the sender's
 // two low bytes, the reserved bytes, the counter), unique per key because
 // the counter is. Without keys the payload is plain.
+//
+// Keys: each direction of a connection has its own key per epoch. Epochs
+// come only from the mesh (handshake.DataKeyUpdate), never from a local
+// ratchet or timer: the receiver installs the key for epoch n+1 beside its
+// current one before the sender starts using it, switches when the first
+// datagram of n+1 authenticates, and keeps epoch n open for PrevEpochGrace
+// for datagrams in flight. A receiver knows at most those three epochs and
+// drops any other before any cryptography.
 //
 // A frames payload is a sequence of frame records, each a 16-byte frame
 // header followed by the Ethernet frame:
@@ -33,9 +43,10 @@
 //	15     1    reserved, zero
 //
 // Heartbeat and heartbeat-ack payloads carry an 8-byte value that the ack
-// echoes. A probe carries an 8-byte id and padding up to the size probed
-// (sent with DF set); its probe-ack carries the id and the received IP
-// packet size (2 bytes). A receiver ignores types it does not implement.
+// echoes. A probe carries an 8-byte id (random per probe: a cookie, so an
+// ack cannot be forged without seeing the probe) and padding up to the size
+// probed (sent with DF set); its probe-ack carries the id and the received
+// IP packet size (2 bytes). A receiver ignores types it does not implement.
 package encap
 
 import (
@@ -118,17 +129,18 @@ func (h *Header) Put(b []byte) {
 	binary.BigEndian.PutUint64(b[16:24], h.Counter)
 }
 
-// ParseHeader decodes the header at the start of b.
+// ParseHeader decodes the header at the start of b. Its errors are the
+// bare sentinels, so that rejecting garbage allocates nothing.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderLen {
-		return Header{}, fmt.Errorf("%w: %d bytes", ErrShort, len(b))
+		return Header{}, ErrShort
 	}
 	if b[0] != Version {
-		return Header{}, fmt.Errorf("%w %d", ErrVersion, b[0])
+		return Header{}, ErrVersion
 	}
 	t := Type(b[1])
 	if t == 0 || t > maxType {
-		return Header{}, fmt.Errorf("%w %d", ErrType, b[1])
+		return Header{}, ErrType
 	}
 	return Header{
 		Type:     t,

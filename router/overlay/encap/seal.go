@@ -10,25 +10,25 @@ import (
 	"time"
 )
 
-// Errors returned (wrapped) by Opener.Open and Sealer.Seal.
+// Errors returned (wrapped) by Opener.Open, Sealer.Seal and the Install
+// methods.
 var (
 	ErrAuth      = errors.New("datagram failed authentication")
 	ErrEpoch     = errors.New("datagram from an unknown key epoch")
 	ErrExhausted = errors.New("nonce counter exhausted")
+	// ErrEpochInUse: Install was asked for the epoch that is current.
+	ErrEpochInUse = errors.New("key epoch already in use")
 )
 
-// Ratchet is a one-way key step: epoch n+1's key is Ratchet(epoch n's key).
-type Ratchet func(key [32]byte) [32]byte
-
 // maxCounter bounds counters within one epoch; Seal refuses beyond it so a
-// nonce is never reused, and the overlay rekeys long before.
+// nonce is never reused. The mesh hands fresh keys every few minutes, long
+// before.
 const maxCounter = 1 << 62
 
-// RekeyAfterMessages is the counter at which NeedsRekey says to move to the
-// next epoch regardless of time.
-const RekeyAfterMessages = 1 << 40
-
-func newAEAD(key [32]byte) (cipher.AEAD, error) {
+// newAEAD builds the AEAD for one key. It is the only place a key becomes a
+// cipher; a variable so that tests can count constructions (a forged
+// datagram must never cause one).
+var newAEAD = func(key *[32]byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, fmt.Errorf("aes: %w", err)
@@ -49,28 +49,27 @@ func nonceOf(d []byte) []byte { return d[HeaderLen-12 : HeaderLen] }
 
 type sendEpoch struct {
 	epoch   uint16
-	key     [32]byte
 	aead    cipher.AEAD
 	counter atomic.Uint64
-	since   time.Time
 }
 
 // Sealer seals outgoing datagrams for one connection direction. Seal is safe
-// for concurrent use; Rekey may run concurrently with Seal.
+// for concurrent use; Install may run concurrently with Seal but not with
+// another Install (a Seal that
+// started before Install returns may still use the old epoch, which the
+// receiver keeps open for PrevEpochGrace).
 type Sealer struct {
-	cur     atomic.Pointer[sendEpoch]
-	ratchet Ratchet
-	mu      sync.Mutex // serialises Rekey
+	cur atomic.Pointer[sendEpoch]
 }
 
-// NewSealer starts at epoch 0 with key.
-func NewSealer(key [32]byte, r Ratchet) (*Sealer, error) {
-	aead, err := newAEAD(key)
+// NewSealer starts at epoch 0 with key (the handshake's data key).
+func NewSealer(key [32]byte) (*Sealer, error) {
+	aead, err := newAEAD(&key)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealer{ratchet: r}
-	s.cur.Store(&sendEpoch{key: key, aead: aead, since: time.Now()})
+	s := &Sealer{}
+	s.cur.Store(&sendEpoch{aead: aead})
 	return s, nil
 }
 
@@ -90,25 +89,20 @@ func (s *Sealer) Seal(d []byte) ([]byte, error) {
 	return d[:HeaderLen+len(out)], nil
 }
 
-// NeedsRekey reports whether the current epoch is older than maxAge or has
-// used RekeyAfterMessages counters.
-func (s *Sealer) NeedsRekey(now time.Time, maxAge time.Duration) bool {
-	e := s.cur.Load()
-	return now.Sub(e.since) >= maxAge || e.counter.Load() >= RekeyAfterMessages
-}
-
-// Rekey moves to the next epoch: key = Ratchet(key), counter from 0.
-func (s *Sealer) Rekey() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.cur.Load()
-	k := s.ratchet(old.key)
-	aead, err := newAEAD(k)
+// Install makes the sealer seal from now on at epoch with key, counter from
+// 0. The caller must know that the receiver already holds the key (the
+// mesh's DataKeyUpdate ordering guarantees it). Installing the current
+// epoch again is refused (ErrEpochInUse): a second key for one epoch would
+// reuse its nonces.
+func (s *Sealer) Install(epoch uint16, key [32]byte) error {
+	if s.cur.Load().epoch == epoch {
+		return fmt.Errorf("%w: send epoch %d", ErrEpochInUse, epoch)
+	}
+	aead, err := newAEAD(&key)
 	if err != nil {
 		return err
 	}
-	s.cur.Store(&sendEpoch{epoch: old.epoch + 1, key: k, aead: aead, since: time.Now()})
-	old.key = [32]byte{}
+	s.cur.Store(&sendEpoch{epoch: epoch, aead: aead})
 	return nil
 }
 
@@ -117,7 +111,6 @@ func (s *Sealer) Epoch() uint16 { return s.cur.Load().epoch }
 
 type recvEpoch struct {
 	epoch  uint16
-	key    [32]byte
 	aead   cipher.AEAD
 	window Window
 	until  time.Time // for the previous epoch: accepted until then
@@ -127,38 +120,62 @@ type recvEpoch struct {
 // peer moved to a new epoch, for datagrams still in flight.
 const PrevEpochGrace = 10 * time.Second
 
-// Opener opens datagrams for one connection direction: it keeps the current
-// epoch, the previous one for PrevEpochGrace, and the next one precomputed
-// (so a forged "next epoch" datagram costs one failed open, no key
-// derivation). Safe for concurrent use (one mutex per connection).
+// Opener opens datagrams for one connection direction. It knows at most
+// three epochs, each with its AEAD built when its key was installed: the
+// current one, the previous one for PrevEpochGrace after the switch, and
+// the next one once Install gave it. A datagram of any other epoch is
+// dropped before any cryptography, and a forged datagram of a known epoch
+// costs one failed AEAD open: no key derivation, no AEAD construction.
+// Safe for concurrent use (one mutex per connection).
 type Opener struct {
-	mu      sync.Mutex
-	cur     *recvEpoch
-	prev    *recvEpoch
-	next    *recvEpoch
-	ratchet Ratchet
-	now     func() time.Time
+	mu   sync.Mutex
+	cur  *recvEpoch
+	prev *recvEpoch // nil, or open until prev.until
+	next *recvEpoch // nil until Install
+	now  func() time.Time
 }
 
-// NewOpener starts at epoch 0 with key.
-func NewOpener(key [32]byte, r Ratchet) (*Opener, error) {
-	cur, err := newRecvEpoch(0, key)
+// NewOpener starts at epoch 0 with key (the handshake's data key).
+func NewOpener(key [32]byte) (*Opener, error) {
+	cur, err := newRecvEpoch(0, &key)
 	if err != nil {
 		return nil, err
 	}
-	o := &Opener{cur: cur, ratchet: r, now: time.Now}
-	if o.next, err = newRecvEpoch(1, r(key)); err != nil {
-		return nil, err
-	}
-	return o, nil
+	return &Opener{cur: cur, now: time.Now}, nil
 }
 
-func newRecvEpoch(epoch uint16, key [32]byte) (*recvEpoch, error) {
+func newRecvEpoch(epoch uint16, key *[32]byte) (*recvEpoch, error) {
 	aead, err := newAEAD(key)
 	if err != nil {
 		return nil, err
 	}
-	return &recvEpoch{epoch: epoch, key: key, aead: aead}, nil
+	return &recvEpoch{epoch: epoch, aead: aead}, nil
+}
+
+// Install adds the receive key for epoch beside the current one; the
+// opener switches to it when the first datagram of that epoch
+// authenticates. If an earlier installed epoch is still waiting for its
+// first datagram, it is made current first (the sender holds it, by the
+// same ordering that delivers this key) and the old current one stays
+// open for PrevEpochGrace, so no datagram in flight is refused.
+func (o *Opener) Install(epoch uint16, key [32]byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if epoch == o.cur.epoch || (o.next != nil && o.next.epoch == epoch) {
+		return fmt.Errorf("%w: receive epoch %d", ErrEpochInUse, epoch)
+	}
+	e, err := newRecvEpoch(epoch, &key)
+	if err != nil {
+		return err
+	}
+	if o.next != nil {
+		o.advanceLocked()
+	}
+	if o.prev != nil && o.prev.epoch == epoch {
+		o.prev = nil
+	}
+	o.next = e
+	return nil
 }
 
 // Open authenticates and decrypts the sealed datagram d in place and returns
@@ -179,25 +196,11 @@ func (o *Opener) Open(h *Header, d []byte) ([]byte, error) {
 	case o.prev != nil && h.Epoch == o.prev.epoch:
 		if o.now().After(o.prev.until) {
 			o.prev = nil
-			return nil, fmt.Errorf("%w %d (previous epoch expired)", ErrEpoch, h.Epoch)
+			return nil, errPrevExpired
 		}
 		e = o.prev
 	default:
-		// The sender may have moved more than one epoch while none of its
-		// datagrams reached us. Derive the key on demand, a bounded number
-		// of steps, and switch only if the datagram authenticates.
-		ahead := h.Epoch - o.cur.epoch
-		if ahead < 2 || ahead > MaxEpochSkip || o.next == nil {
-			return nil, fmt.Errorf("%w %d (current %d)", ErrEpoch, h.Epoch, o.cur.epoch)
-		}
-		k := o.next.key
-		for range ahead - 1 {
-			k = o.ratchet(k)
-		}
-		var err error
-		if e, err = newRecvEpoch(h.Epoch, k); err != nil {
-			return nil, err
-		}
+		return nil, errUnknownEpoch
 	}
 	if err := e.window.Check(h.Counter); err != nil {
 		return nil, err
@@ -207,29 +210,24 @@ func (o *Opener) Open(h *Header, d []byte) ([]byte, error) {
 		return nil, ErrAuth
 	}
 	e.window.Mark(h.Counter)
-	if e != o.cur && e != o.prev {
-		o.advanceLocked(e)
+	if e == o.next {
+		o.advanceLocked()
 	}
 	return p, nil
 }
 
-// MaxEpochSkip is how many epochs ahead of the current one a datagram may
-// be and still open (each step costs one ratchet for a forged datagram).
-const MaxEpochSkip = 8
+// Preallocated so that dropping a datagram of an unknown epoch allocates
+// nothing either.
+var (
+	errUnknownEpoch = fmt.Errorf("%w (neither current, previous nor installed next)", ErrEpoch)
+	errPrevExpired  = fmt.Errorf("%w (previous epoch expired)", ErrEpoch)
+)
 
-// advanceLocked makes e (the next or a later epoch) current, keeps the old
-// current one as previous for PrevEpochGrace and precomputes the one after
-// e. o.mu held.
-func (o *Opener) advanceLocked(e *recvEpoch) {
+// advanceLocked makes the next epoch current and keeps the old current one
+// as previous for PrevEpochGrace. o.mu held; o.next not nil.
+func (o *Opener) advanceLocked() {
 	o.cur.until = o.now().Add(PrevEpochGrace)
-	o.prev, o.cur = o.cur, e
-	o.next = nil
-	if nx, err := newRecvEpoch(o.cur.epoch+1, o.ratchet(o.cur.key)); err == nil {
-		o.next = nx
-	}
-	if o.prev != nil {
-		o.prev.key = [32]byte{}
-	}
+	o.prev, o.cur, o.next = o.cur, o.next, nil
 }
 
 // Epoch is the current receive epoch.

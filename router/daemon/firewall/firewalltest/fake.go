@@ -224,15 +224,38 @@ func (f *Fake) nftLocked(args []string) ([]byte, error) {
 			if r.Comment != "" {
 				m["comment"] = r.Comment
 			}
+			// Only jumps are rendered as expressions, which is all
+			// package firewall reads.
+			if fs := strings.Fields(r.Text); len(fs) >= 2 && (fs[len(fs)-2] == "jump" || fs[len(fs)-2] == "goto") {
+				m["expr"] = []any{map[string]any{fs[len(fs)-2]: map[string]any{"target": fs[len(fs)-1]}}}
+			}
 			items = append(items, map[string]any{"rule": m})
 		}
 		return json.Marshal(map[string]any{"nftables": items})
-	case len(args) > 4 && args[0] == "insert" && args[1] == "rule":
+	case len(args) > 4 && (args[0] == "insert" || args[0] == "add") && args[1] == "rule":
 		c := f.chainLocked(args[2], args[3], args[4])
 		if c == nil {
 			return fail(1, "Error: No such file or directory")
 		}
 		expr := args[5:]
+		// insert: at the top; add: at the end; with "position H", right
+		// before (insert) or after (add) the rule with handle H.
+		at := 0
+		if args[0] == "add" {
+			at = len(c.Rules)
+		}
+		if len(expr) >= 2 && expr[0] == "position" {
+			h, err := strconv.ParseInt(expr[1], 10, 64)
+			i := slices.IndexFunc(c.Rules, func(r Rule) bool { return r.Handle == h })
+			if err != nil || i < 0 {
+				return fail(1, "Error: Could not process rule: No such file or directory")
+			}
+			at = i
+			if args[0] == "add" {
+				at = i + 1
+			}
+			expr = expr[2:]
+		}
 		r := Rule{Handle: f.nextHandle, Text: strings.Join(expr, " ")}
 		if i := slices.Index(expr, "comment"); i >= 0 && i+1 < len(expr) {
 			cm, err := strconv.Unquote(expr[i+1])
@@ -242,7 +265,7 @@ func (f *Fake) nftLocked(args []string) ([]byte, error) {
 			r.Comment = cm
 		}
 		f.nextHandle++
-		c.Rules = slices.Insert(c.Rules, 0, r)
+		c.Rules = slices.Insert(c.Rules, at, r)
 		return nil, nil
 	case len(args) == 7 && args[0] == "delete" && args[1] == "rule" && args[5] == "handle":
 		c := f.chainLocked(args[2], args[3], args[4])
