@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -138,6 +139,13 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	}{{s, true}, {p, false}} {
 		corpus["FuzzOpenFrame"] = append(corpus["FuzzOpenFrame"], fmt.Sprintf("[]byte(%s)\nbool(%v)", strconv.Quote(string(c.b)), c.sealed))
 	}
+	pub := string(append([]byte{9}, make([]byte, 31)...))
+	for _, c := range []struct {
+		b        string
+		switched bool
+	}{{"\x01\x00\x01" + pub, false}, {"\x02\x00\x01" + pub, true}, {"\x03\x00\x01", true}} {
+		corpus["FuzzKeyExchange"] = append(corpus["FuzzKeyExchange"], fmt.Sprintf("[]byte(%s)\nbool(%v)", strconv.Quote(c.b), c.switched))
+	}
 	for name, entries := range corpus {
 		dir := filepath.Join("testdata", "fuzz", name)
 		if !*writeCorpus {
@@ -157,4 +165,43 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzKeyExchange feeds arbitrary key-exchange bodies (as they would come
+// out of an authenticated frame) to both roles: the session never panics,
+// refuses what is not the next step with ErrProtocol, and hands the data
+// plane keys only for a well-formed step.
+func FuzzKeyExchange(f *testing.F) {
+	pub := make([]byte, 32)
+	pub[0] = 9 // the X25519 base point
+	f.Add(append([]byte{kxStep1, 0, 1}, pub...), false)
+	f.Add(append([]byte{kxStep2, 0, 1}, pub...), true)
+	f.Add([]byte{kxStep3, 0, 1}, true)
+	f.Add([]byte{kxStep1, 0xff, 0xff}, false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, body []byte, switched bool) {
+		for _, isClient := range []bool{true, false} {
+			s := sessionOn(&bufConn{}, true, isClient, testConfig(1, nil))
+			s.startKX()
+			var got []DataKeyUpdate
+			s.OnDataKeys(func(u DataKeyUpdate) { got = append(got, u) })
+			if isClient {
+				s.beginKX() // an exchange in flight, so step 2 may be valid
+			}
+			err := s.handleKX(body, switched)
+			s.Close()
+			if err != nil {
+				if !errors.Is(err, ErrProtocol) {
+					t.Fatalf("client=%v: error %v is not ErrProtocol", isClient, err)
+				}
+				if len(got) != 0 {
+					t.Fatalf("client=%v: keys handed over for a refused step", isClient)
+				}
+				continue
+			}
+			if len(body) != kxShareLen || (body[0] != kxStep1 && body[0] != kxStep2) || len(got) != 1 || got[0].Recv == nil {
+				t.Fatalf("client=%v: accepted %x and handed over %+v", isClient, body, got)
+			}
+		}
+	})
 }
