@@ -50,6 +50,8 @@ func (TCPTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 type Config struct {
 	// Peer is our identity (name, nickname, UID). Required.
 	Peer identity.Peer
+	// Cipher is the data-plane cipher policy with a password ("" = auto).
+	Cipher handshake.CipherPolicy
 	// KeyExchangeInterval is how often an encrypted connection runs a fresh
 	// ephemeral key exchange (0 = handshake.DefaultKeyExchangeInterval).
 	KeyExchangeInterval time.Duration

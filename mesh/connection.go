@@ -94,10 +94,14 @@ func (c *conn) advertisedAddr() string {
 
 // status is for the actor (it reads only actor-owned fields).
 func (c *conn) status() ConnectionStatus {
-	return ConnectionStatus{
+	st := ConnectionStatus{
 		Peer: c.peer, Addr: c.addr, Outbound: c.outbound,
 		State: c.state, Reason: c.reason, Since: c.since,
 	}
+	if c.registered && c.res.Suite != 0 {
+		st.Cipher = c.res.Suite.String()
+	}
+	return st
 }
 
 func (c *conn) topologyConn() topology.Conn {

@@ -29,6 +29,9 @@ type OverlayConnParams struct {
 	RemoteUDP netip.AddrPort
 	// Keys are the data keys from the handshake, nil without a password.
 	Keys *handshake.DataKeys
+	// Suite is the cipher suite the handshake settled on for the data
+	// keys (0 without a password).
+	Suite handshake.Suite
 	// SendControl sends msg to the remote end's OverlayConn.ControlMessage
 	// over the TCP connection (sealed when there is a password).
 	// Safe for concurrent use; returns an error once the connection is gone.

@@ -110,6 +110,7 @@ func (r *Router) register(c *conn) {
 		Outbound:  c.outbound,
 		RemoteUDP: udp,
 		Keys:      c.res.DataKeys,
+		Suite:     c.res.Suite,
 		SendControl: func(msg []byte) error {
 			return c.enqueue(envelope(tagOverlay, msg))
 		},
@@ -203,7 +204,8 @@ func (r *Router) connEnded(c *conn, cause error) {
 		// A failed inbound handshake: the admission gate logs those,
 		// rate-limited by source (admission.go).
 		level = func(string, ...any) {}
-	case errors.Is(cause, handshake.ErrWrongPassword), errors.Is(cause, handshake.ErrPasswordMismatch):
+	case errors.Is(cause, handshake.ErrWrongPassword), errors.Is(cause, handshake.ErrPasswordMismatch),
+		errors.Is(cause, handshake.ErrCipher), errors.Is(cause, handshake.ErrIdentity):
 		level = r.log.Error
 	case errors.Is(cause, errDuplicate), errors.Is(cause, context.Canceled):
 		level = r.log.Debug

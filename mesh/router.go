@@ -119,6 +119,7 @@ func New(cfg Config) (*Router, error) {
 	r.hcfg = handshake.Config{
 		Key:                 cfg.Key,
 		KeyExchangeInterval: cfg.KeyExchangeInterval,
+		Cipher:              cfg.Cipher,
 		Local:               cfg.Peer,
 		UDPPort:             cfg.UDPPort,
 		PSK:                 cfg.PSK,

@@ -49,6 +49,8 @@ type ConnectionStatus struct {
 	State    string        `json:"state"`
 	Reason   string        `json:"reason,omitempty"`
 	Since    time.Time     `json:"since,omitzero"`
+	// Cipher is the data-plane cipher suite of an encrypted connection.
+	Cipher string `json:"cipher,omitempty"`
 }
 
 // TargetStatus is an address the router keeps connecting to.

@@ -36,6 +36,9 @@ var (
 	// ErrIdentity: the remote's name is not bound to the identity key it
 	// sent, or it could not prove that it holds that key.
 	ErrIdentity = errors.New("identity proof failed")
+	// ErrCipher: with a password, the two ends accept no data-plane cipher
+	// suite in common (see Config.Cipher).
+	ErrCipher = errors.New("no data cipher in common")
 )
 
 // Protocol versions this package speaks. Both ends use the highest version
@@ -65,6 +68,9 @@ type Config struct {
 	Key     *identity.Key
 	UDPPort int  // our UDP data port, announced to the remote (0 = none)
 	PSK     *PSK // nil when the network has no password; see DeriveKey
+	// Cipher says which data-plane suites we accept and prefer (with a
+	// password); "" means CipherAuto.
+	Cipher CipherPolicy
 	// Timeout bounds the whole handshake when ctx has an earlier deadline
 	// or none; 0 means DefaultTimeout.
 	Timeout time.Duration
@@ -92,6 +98,10 @@ type Result struct {
 	Version       uint8  // negotiated protocol version
 	// DataKeys are the UDP data-plane keys, nil without a password.
 	DataKeys *DataKeys
+	// Suite is the data-plane cipher suite both ends settled on (0 without
+	// a password). It is bound into the transcript, so it cannot be
+	// downgraded.
+	Suite Suite
 }
 
 // DataKeyUpdate hands the data plane fresh keys from an in-band ephemeral

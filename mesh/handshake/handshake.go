@@ -64,6 +64,7 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 			return nil, fmt.Errorf("handshake: %w", err)
 		}
 		ours.Password = true
+		ours.Suites = offerFor(cfg.Cipher, hardwareAES())
 	}
 	ourRaw := ours.encode()
 
@@ -94,6 +95,12 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 	if err := identity.CheckBinding(theirs.Peer.Name, theirs.Identity); err != nil {
 		return nil, fmt.Errorf("peer %s: %w: %w", who, ErrIdentity, err)
 	}
+	var suite Suite
+	if cfg.PSK != nil {
+		if suite, err = negotiateSuite(ours.Suites, theirs.Suites); err != nil {
+			return nil, fmt.Errorf("peer %s: %w", who, err)
+		}
+	}
 
 	clientRaw, serverRaw := ourRaw, theirRaw
 	if !isClient {
@@ -104,6 +111,7 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 		Remote:        theirs.Peer,
 		RemoteUDPPort: int(theirs.UDPPort),
 		RemoteKey:     theirs.Identity,
+		Suite:         suite,
 		ConnID:        connID(th),
 		Version:       version,
 	}
@@ -241,6 +249,9 @@ func validateConfig(cfg *Config) error {
 	}
 	if cfg.RekeyInterval <= 0 {
 		cfg.RekeyInterval = DefaultRekeyInterval
+	}
+	if _, err := ParseCipherPolicy(string(cfg.Cipher)); err != nil {
+		return fmt.Errorf("handshake: %w", err)
 	}
 	if cfg.KeyExchangeInterval <= 0 {
 		cfg.KeyExchangeInterval = DefaultKeyExchangeInterval

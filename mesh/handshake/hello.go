@@ -19,14 +19,17 @@ var helloMagic = [8]byte{'w', 'e', 'a', 'v', 'e', 'n', 'e', 't'}
 //
 //	prefix:  magic[8] minVersion[1] maxVersion[1] bodyLen[2]
 //	body:    flags[1] name[6] uid[8] udpPort[2] nonce[16] identity[32]
-//	         element[32] nickLen[1] nick[nickLen] extensions...
+//	         element[32] suites[1] prefer[1] nickLen[1] nick[nickLen]
+//	         extensions...
 //
 // identity is the sender's long-term public key, to which its name must be
 // bound (identity.NameOf); element is its CPace share (see cpace.go), all
-// zero without a password.
+// zero without a password. suites is the set of data-plane cipher suites
+// the sender accepts (bit s for Suite s) and prefer the one it prefers,
+// both zero without a password.
 const (
 	helloPrefixLen  = 12
-	helloFixedLen   = 1 + 6 + 8 + 2 + nonceLen + 32 + 32 + 1
+	helloFixedLen   = 1 + 6 + 8 + 2 + nonceLen + 32 + 32 + 2 + 1
 	maxHelloBodyLen = 1024
 	nonceLen        = 16
 
@@ -42,6 +45,7 @@ type hello struct {
 	Nonce                  [nonceLen]byte
 	Identity               identity.PublicKey
 	Element                [32]byte // CPace share; zero without a password
+	Suites                 offer    // data cipher suites; zero without a password
 }
 
 // encode returns the hello as sent on the wire.
@@ -61,6 +65,7 @@ func (h *hello) encode() []byte {
 	b = append(b, h.Nonce[:]...)
 	b = append(b, h.Identity[:]...)
 	b = append(b, h.Element[:]...)
+	b = append(b, h.Suites.Accept, byte(h.Suites.Prefer))
 	b = append(b, byte(len(h.Peer.NickName)))
 	b = append(b, h.Peer.NickName...)
 	return b
@@ -132,6 +137,7 @@ func (h *hello) decodeBodyV1(body []byte) error {
 	copy(h.Nonce[:], body[17:17+nonceLen])
 	copy(h.Identity[:], body[17+nonceLen:17+nonceLen+32])
 	copy(h.Element[:], body[17+nonceLen+32:17+nonceLen+64])
+	h.Suites = offer{Accept: body[17+nonceLen+64], Prefer: Suite(body[17+nonceLen+65])}
 	nl := int(body[helloFixedLen-1])
 	if nl > identity.MaxNickNameLen || helloFixedLen+nl > len(body) {
 		return fmt.Errorf("%w: hello nickname of %d bytes is too long or truncated", ErrProtocol, nl)
@@ -146,6 +152,9 @@ func (h *hello) decodeBodyV1(body []byte) error {
 	}
 	if h.Password == (h.Element == [32]byte{}) {
 		return fmt.Errorf("%w: hello from %s: password flag and CPace element disagree", ErrProtocol, h.Peer)
+	}
+	if h.Password && h.Suites.Accept&suiteMask == 0 {
+		return fmt.Errorf("%w: hello from %s offers no data cipher suite this version knows (%#x)", ErrProtocol, h.Peer, h.Suites.Accept)
 	}
 	if h.Identity.IsZero() {
 		return fmt.Errorf("%w: hello from %s has no identity key", ErrProtocol, h.Peer)

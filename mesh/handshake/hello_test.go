@@ -13,6 +13,7 @@ func testHello() *hello {
 		h.Nonce[i] = byte(i)
 	}
 	h.Element[0] = 9
+	h.Suites = offer{Accept: suiteMask, Prefer: SuiteChaCha}
 	return h
 }
 

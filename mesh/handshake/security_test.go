@@ -55,7 +55,8 @@ func attack(t *testing.T, attackerIsClient bool, victimPSK, guess *PSK) attacker
 		t.Fatal(err)
 	}
 	ours := &hello{MinVersion: MinVersion, MaxVersion: MaxVersion, Password: true,
-		Peer: identity.Peer{Name: key.Name(), UID: 66}, Identity: key.Public(), Element: share}
+		Peer: identity.Peer{Name: key.Name(), UID: 66}, Identity: key.Public(), Element: share,
+		Suites: offerFor(CipherAuto, true)}
 	rand.Read(ours.Nonce[:])
 	ourRaw := ours.encode()
 	var theirs *hello
@@ -189,6 +190,7 @@ func TestImpersonationNeedsTheNamesKey(t *testing.T) {
 		if psk != nil {
 			_, h.Element, _ = cpaceShare(cpaceGenerator(psk))
 			h.Password = true
+			h.Suites = offerFor(CipherAuto, true)
 		}
 		rand.Read(h.Nonce[:])
 		exchange(c, h.encode(), func() error { _, _, err := readHello(c); return err })

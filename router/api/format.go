@@ -101,6 +101,16 @@ func FormatSummary(w io.Writer, st Status) error {
 	case st.Encryption:
 		enc = "enabled"
 	}
+	if st.Encryption && st.Cipher != "" {
+		hw := "no AES hardware: prefers chacha20-poly1305"
+		if st.HardwareAES {
+			hw = "AES hardware: prefers aes-256-gcm"
+		}
+		if st.Cipher != "auto" {
+			hw = "forced"
+		}
+		enc += fmt.Sprintf("; data cipher %s (%s)", st.Cipher, hw)
+	}
 	disc := "disabled"
 	if st.Discovery {
 		disc = "enabled"
@@ -201,6 +211,12 @@ func FormatConnections(w io.Writer, st Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range st.Connections {
 		detail := c.Reason
+		if c.Cipher != "" {
+			if detail != "" {
+				detail += "; "
+			}
+			detail += c.Cipher
+		}
 		if c.Stats != nil {
 			s := formatStats(*c.Stats)
 			if detail != "" {

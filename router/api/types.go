@@ -89,7 +89,12 @@ type Status struct {
 	Encryption bool          `json:"encryption"`
 	// Salt says which salt stretched the password when Encryption is on:
 	// SaltNetwork (--network-salt) or SaltDefault.
-	Salt        string       `json:"salt,omitempty"`
+	Salt string `json:"salt,omitempty"`
+	// Cipher is the data-plane cipher policy (auto, aes-gcm or nacl) and
+	// HardwareAES whether this CPU runs AES-GCM in hardware, which decides
+	// what auto prefers. Each connection shows the suite it uses.
+	Cipher      string       `json:"cipher,omitempty"`
+	HardwareAES bool         `json:"hardware_aes"`
 	Discovery   bool         `json:"discovery"`
 	Port        int          `json:"port"`
 	MTU         int          `json:"mtu,omitempty"` // container MTU, 0 if unknown
@@ -158,7 +163,8 @@ type Connection struct {
 	State    string         `json:"state"`
 	Reason   string         `json:"reason,omitempty"`
 	Since    time.Time      `json:"since,omitzero"`
-	Stats    *PeerStats     `json:"stats,omitempty"` // data-plane counters for this peer
+	Cipher   string         `json:"cipher,omitempty"` // data-plane cipher suite, when encrypted
+	Stats    *PeerStats     `json:"stats,omitempty"`  // data-plane counters for this peer
 }
 
 // Target is an address the router keeps connecting to.

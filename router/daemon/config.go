@@ -93,6 +93,8 @@ type Config struct {
 	// KeyExchangeInterval is how often encrypted connections run a fresh
 	// ephemeral key exchange (post-compromise security).
 	KeyExchangeInterval time.Duration
+	// Cipher is the data-plane cipher policy: auto, aes-gcm or nacl.
+	Cipher string
 	// NoDocker: do not talk to the Docker Engine (netns: and pid:
 	// containers only).
 	NoDocker bool
@@ -138,6 +140,7 @@ func DefaultConfig() Config {
 		IPAllocRange:        DefaultIPRange,
 		IPAllocGrace:        DefaultIPAllocGrace,
 		KeyExchangeInterval: handshake.DefaultKeyExchangeInterval,
+		Cipher:              string(handshake.CipherAuto),
 		DNSDomain:           DefaultDNSDomain,
 		DNSListenAddress:    DefaultDNSListen,
 		RunDir:              envOr(EnvRunDir, DefaultRunDir),
@@ -206,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.IPAllocGrace < 0 {
 		return bad("--ipalloc-grace %s: must not be negative", c.IPAllocGrace)
+	}
+	if _, err := handshake.ParseCipherPolicy(c.Cipher); err != nil {
+		return bad("--cipher: %w", err)
 	}
 	if c.KeyExchangeInterval < time.Second {
 		return bad("--key-exchange-interval %s: must be at least 1s", c.KeyExchangeInterval)

@@ -197,6 +197,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mcfg.Peer = us
 	mcfg.Key = key
 	mcfg.KeyExchangeInterval = cfg.KeyExchangeInterval
+	cipher, _ := handshake.ParseCipherPolicy(cfg.Cipher) // checked by cfg.Check
+	mcfg.Cipher = cipher
 	mcfg.Port = cfg.Port
 	mcfg.PSK = psk
 	mcfg.NoDiscovery = cfg.NoDiscovery
@@ -234,7 +236,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	n.info = nodeInfo{
 		Version: cfg.Version, PID: os.Getpid(), Port: cfg.Port,
-		Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Config: cfg.reportMap(),
+		Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Cipher: string(cipher), Config: cfg.reportMap(),
 	}
 	n.mesh, n.net, n.stats, n.ipam = m, rt, ov, alloc
 	if svc, ok := n.dns.(*weavedns.Service); ok {

@@ -86,6 +86,7 @@ type nodeInfo struct {
 	Discovery  bool
 	Encryption bool
 	Salt       string         // api.SaltNetwork or api.SaltDefault when Encryption
+	Cipher     string         // the data-plane cipher policy (auto, aes-gcm, nacl)
 	Config     map[string]any // the effective configuration, for report
 }
 

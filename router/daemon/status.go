@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/router/overlay"
@@ -21,6 +22,8 @@ func buildStatus(info nodeInfo, ms mesh.Status, ds overlay.Stats) api.Status {
 		Peer:        ms.Peer,
 		Encryption:  ms.Encryption,
 		Salt:        info.Salt,
+		Cipher:      info.Cipher,
+		HardwareAES: handshake.HardwareAES(),
 		Discovery:   ms.Discovery,
 		Port:        ms.Port,
 		MTU:         ds.ContainerMTU,
@@ -68,6 +71,7 @@ func buildStatus(info nodeInfo, ms mesh.Status, ds overlay.Stats) api.Status {
 	for _, c := range latestAttempts(ms.Connections) {
 		ac := api.Connection{
 			Addr: c.Addr, Outbound: c.Outbound, State: c.State, Reason: c.Reason, Since: c.Since,
+			Cipher: c.Cipher,
 		}
 		if c.Peer.Name != identity.UnknownPeer {
 			p := c.Peer

@@ -13,7 +13,8 @@ import (
 
 // TestNoAllocPerFrame checks the hot path allocates nothing per frame: the
 // send worker packing, sealing and sending a batch of frames, and the
-// receive side opening a datagram and walking its frames.
+// receive side opening a datagram and walking its frames; plain and with
+// each cipher suite.
 //
 // AllocsPerRun counts every goroutine's allocations, so nothing else may
 // run meanwhile: no heartbeat ticks, and both connections point their UDP
@@ -25,18 +26,18 @@ func TestNoAllocPerFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sink.Close()
-	for i, encrypt := range []bool{false, true} {
+	for i, suite := range withPlain {
 		a, b := newHost(t, 13+2*i, quiet), newHost(t, 14+2*i, quiet)
 		a.routes.unicast[b.name] = b.name
 		var ka, kb *handshake.DataKeys
-		if encrypt {
+		if suite != 0 {
 			x, y := randomKeys(t)
 			ka, kb = &x, &y
 		}
 		add := func(h *host, remote identity.PeerName, keys *handshake.DataKeys) *conn {
 			oc, err := h.ov.AddConnection(mesh.OverlayConnParams{
 				Remote: identity.Peer{Name: remote}, RemoteUDP: sink.LocalAddr().(*net.UDPAddr).AddrPort(),
-				Keys: keys, SendControl: func([]byte) error { return nil }, Events: newEvents(),
+				Keys: keys, Suite: suite, SendControl: func([]byte) error { return nil }, Events: newEvents(),
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -64,7 +65,7 @@ func TestNoAllocPerFrame(t *testing.T) {
 		// x/net's sendmmsg scratch comes from a sync.Pool, which a GC may
 		// empty: a few allocations per batch are possible, none per frame.
 		if send >= frames/4 {
-			t.Errorf("encrypt=%v: %.1f allocations per batch of %d frames sent", encrypt, send, frames)
+			t.Errorf("%s: %.1f allocations per batch of %d frames sent", suiteName(suite), send, frames)
 		}
 
 		buf := make([]byte, 4096)
@@ -81,8 +82,8 @@ func TestNoAllocPerFrame(t *testing.T) {
 			local = b.ov.handleDatagram(d, a.ov.LocalAddr(), 1, local[:0])
 		})
 		if recv >= 1 || len(local) != 2 {
-			t.Errorf("encrypt=%v: %.1f allocations per datagram received, %d frames delivered", encrypt, recv, len(local))
+			t.Errorf("%s: %.1f allocations per datagram received, %d frames delivered", suiteName(suite), recv, len(local))
 		}
-		t.Logf("encrypt=%v: %.2f allocs per %d-frame send batch, %.2f per received datagram", encrypt, send, frames, recv)
+		t.Logf("%s: %.2f allocs per %d-frame send batch, %.2f per received datagram", suiteName(suite), send, frames, recv)
 	}
 }

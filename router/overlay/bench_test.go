@@ -8,20 +8,17 @@ import (
 
 // BenchmarkForward measures frames through the whole pipeline of two
 // overlays on loopback: fake device -> reader -> worker -> sendmmsg ->
-// recvmmsg -> open -> fake device, per frame size, plain and encrypted.
+// recvmmsg -> open -> fake device, per frame size, plain and with each
+// cipher suite.
 // The in-memory fake devices copy each frame, which a TAP would too.
 func BenchmarkForward(b *testing.B) {
-	for _, encrypt := range []bool{false, true} {
+	for _, suite := range withPlain {
 		for _, size := range []int{64, 1400} {
-			mode := "plain"
-			if encrypt {
-				mode = "encrypted"
-			}
-			b.Run(fmt.Sprintf("%s/%d", mode, size), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/%d", suiteName(suite), size), func(b *testing.B) {
 				x, y := newHost(b, 20, nil), newHost(b, 21, nil)
 				x.routes.unicast[y.name] = y.name
 				y.routes.broadcast[y.name] = []P{x.name}
-				connect(b, x, y, encrypt)
+				connect(b, x, y, suite)
 				waitEstablished(b, x, y)
 				mX, mY := mac(20, 1), mac(21, 1)
 				y.inject(b, ethFrame(broadcastMAC, mY, 0, 60))

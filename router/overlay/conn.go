@@ -135,7 +135,10 @@ type conn struct {
 // AddConnection prepares the UDP side of a connection whose handshake
 // completed: it allocates a receiver index and sends it (with our maximum
 // datagram size) to the remote over p.SendControl. Heartbeats start once the
-// remote's index arrives; p.Events hears Established or Failed.
+// remote's index arrives; p.Events hears Established or Failed. With
+// p.Keys, datagrams are sealed with p.Suite for every key epoch; keys with
+// no suite or one encap does not know (an error wrapping encap.ErrSuite),
+// or a suite without keys, are refused.
 func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, error) {
 	if p.Remote.Name == identity.UnknownPeer || p.Remote.Name == o.cfg.Peer {
 		return nil, fmt.Errorf("overlay: add connection: bad remote peer %s", p.Remote.Name)
@@ -154,13 +157,18 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 		created: now, lastHeard: now,
 	}
 	c.addr.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, p.RemoteUDP.Port())))
-	if p.Keys != nil {
+	switch {
+	case p.Keys == nil && p.Suite != 0:
+		// The handshake settled on a cipher but handed no keys: sending
+		// plain would contradict what both ends agreed.
+		return nil, fmt.Errorf("overlay: add connection to %s: cipher suite %s without data keys", p.Remote, p.Suite)
+	case p.Keys != nil:
 		var err error
-		if c.sealer, err = encap.NewSealer(p.Keys.Send); err != nil {
-			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
+		if c.sealer, err = encap.NewSealer(p.Suite, p.Keys.Send); err != nil {
+			return nil, fmt.Errorf("overlay: add connection to %s: data keys: %w", p.Remote, err)
 		}
-		if c.opener, err = encap.NewOpener(p.Keys.Recv); err != nil {
-			return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
+		if c.opener, err = encap.NewOpener(p.Suite, p.Keys.Recv); err != nil {
+			return nil, fmt.Errorf("overlay: add connection to %s: data keys: %w", p.Remote, err)
 		}
 	}
 	if err := o.conns.add(c); err != nil {
@@ -246,6 +254,14 @@ func (c *conn) Stop() {
 	c.o.conns.remove(c)
 	c.o.setPeerConn(c.remote, nil, c)
 	c.o.stats.detach(c.remote)
+}
+
+// cipher names the connection's cipher suite, "" without keys.
+func (c *conn) cipher() string {
+	if c.sealer == nil {
+		return ""
+	}
+	return c.sealer.Suite().String()
 }
 
 // usable says whether frames may be sent on c now.
@@ -358,7 +374,7 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 		c.rtt.Store(rtt) // the ack echoes our send time
 	}
 	if becameEstablished {
-		c.o.cfg.Logger.Info("overlay connection established", "peer", c.remote.String(), "addr", c.addr.Load().String(), "conn", c.localIndex)
+		c.o.cfg.Logger.Info("overlay connection established", "peer", c.remote.String(), "addr", c.addr.Load().String(), "conn", c.localIndex, "cipher", c.cipher())
 		c.events.Established()
 	}
 }

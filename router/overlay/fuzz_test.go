@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
 
@@ -15,8 +16,8 @@ import (
 // seeds).
 func FuzzDecodeDatagram(f *testing.F) {
 	a, b, c := newHost(f, 17, nil), newHost(f, 18, nil), newHost(f, 19, nil)
-	connect(f, a, b, false)
-	connect(f, a, c, true)
+	connect(f, a, b, 0)
+	connect(f, a, c, handshake.SuiteChaCha)
 	waitEstablished(f, a, b)
 	waitEstablished(f, a, c)
 	a.routes.unicast[c.name] = c.name

@@ -3,18 +3,27 @@ package overlay
 import (
 	"fmt"
 	"testing"
+
+	"github.com/weavelab/weave/mesh/handshake"
 )
 
 // TestBurstInOrder sends bursts of MTU-sized frames of one flow, plain and
-// sealed, with and without UDP segmentation offload: every frame arrives,
+// sealed with each cipher suite, with and without UDP segmentation offload: every frame arrives,
 // in order, and offload stays on where the kernel has it. With refuse, the
 // kernel refuses the segmented messages (EINVAL): offload turns off and the
 // refused datagrams are resent one by one, none lost.
 func TestBurstInOrder(t *testing.T) {
 	for i, tc := range []struct {
-		encrypt, gso, refuse bool
-	}{{false, true, false}, {true, true, false}, {true, false, false}, {true, true, true}} {
-		t.Run(fmt.Sprintf("encrypt=%v,gso=%v,refuse=%v", tc.encrypt, tc.gso, tc.refuse), func(t *testing.T) {
+		suite       handshake.Suite
+		gso, refuse bool
+	}{
+		{0, true, false},
+		{handshake.SuiteAESGCM, true, false},
+		{handshake.SuiteChaCha, true, false},
+		{handshake.SuiteAESGCM, false, false},
+		{handshake.SuiteChaCha, true, true},
+	} {
+		t.Run(fmt.Sprintf("%s,gso=%v,refuse=%v", suiteName(tc.suite), tc.gso, tc.refuse), func(t *testing.T) {
 			mod := func(c *Config) { c.UDPOffload = tc.gso }
 			a, b := newHost(t, 50+2*i, mod), newHost(t, 51+2*i, mod)
 			a.ov.testRefuseGSO.Store(tc.refuse)
@@ -22,7 +31,7 @@ func TestBurstInOrder(t *testing.T) {
 			b.routes.unicast[a.name] = a.name
 			a.routes.broadcast[a.name] = []P{b.name}
 			b.routes.broadcast[b.name] = []P{a.name}
-			connect(t, a, b, tc.encrypt)
+			connect(t, a, b, tc.suite)
 			waitEstablished(t, a, b)
 			gso := a.ov.gso.Load()
 			if gso != tc.gso {

@@ -206,20 +206,35 @@ func randomKeys(t testing.TB) (ab, ba handshake.DataKeys) {
 	return handshake.DataKeys{Send: k1, Recv: k2}, handshake.DataKeys{Send: k2, Recv: k1}
 }
 
+// suites are the data cipher suites every test with keys runs with.
+var suites = []handshake.Suite{handshake.SuiteAESGCM, handshake.SuiteChaCha}
+
+// withPlain is suites preceded by 0: no keys.
+var withPlain = append([]handshake.Suite{0}, suites...)
+
+// suiteName names a subtest for suite: "plain" for 0, else the suite's name.
+func suiteName(suite handshake.Suite) string {
+	if suite == 0 {
+		return "plain"
+	}
+	return suite.String()
+}
+
 // connect makes a connection between a and b (a dialled) and confirms it
-// on both ends; with encrypt, each direction gets its own random key.
-func connect(t testing.TB, a, b *host, encrypt bool) {
+// on both ends; with a suite (0: plain), each direction gets its own
+// random key.
+func connect(t testing.TB, a, b *host, suite handshake.Suite) {
 	t.Helper()
 	var ka, kb *handshake.DataKeys
-	if encrypt {
+	if suite != 0 {
 		x, y := randomKeys(t)
 		ka, kb = &x, &y
 	}
-	connectKeys(t, a, b, ka, kb)
+	connectKeys(t, a, b, suite, ka, kb)
 }
 
-// connectKeys connects a and b with the given keys (nil: plain).
-func connectKeys(t testing.TB, a, b *host, ka, kb *handshake.DataKeys) {
+// connectKeys connects a and b with the given suite and keys (0, nil: plain).
+func connectKeys(t testing.TB, a, b *host, suite handshake.Suite, ka, kb *handshake.DataKeys) {
 	t.Helper()
 	var toB, toA ctlLink
 	id := uint64(a.name<<8 ^ b.name)
@@ -227,14 +242,14 @@ func connectKeys(t testing.TB, a, b *host, ka, kb *handshake.DataKeys) {
 	a.events[b.name], b.events[a.name] = ea, eb
 	ca, err := a.ov.AddConnection(mesh.OverlayConnParams{
 		Local: identity.Peer{Name: a.name}, Remote: identity.Peer{Name: b.name}, ConnID: id, Outbound: true,
-		RemoteUDP: b.ov.LocalAddr(), Keys: ka, SendControl: toB.send, Events: ea,
+		RemoteUDP: b.ov.LocalAddr(), Keys: ka, Suite: suite, SendControl: toB.send, Events: ea,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cb, err := b.ov.AddConnection(mesh.OverlayConnParams{
 		Local: identity.Peer{Name: b.name}, Remote: identity.Peer{Name: a.name}, ConnID: id,
-		RemoteUDP: a.ov.LocalAddr(), Keys: kb, SendControl: toA.send, Events: eb,
+		RemoteUDP: a.ov.LocalAddr(), Keys: kb, Suite: suite, SendControl: toA.send, Events: eb,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weavelab/weave/mesh/handshake"
 )
 
 func TestMetrics(t *testing.T) {
@@ -13,7 +15,7 @@ func TestMetrics(t *testing.T) {
 	a, b := newHost(t, 24, withReg), newHost(t, 25, nil)
 	a.routes.unicast[b.name] = b.name
 	a.routes.broadcast[a.name] = []P{b.name}
-	connect(t, a, b, true)
+	connect(t, a, b, handshake.SuiteChaCha)
 	waitEstablished(t, a, b)
 	a.inject(t, ethFrame(broadcastMAC, mac(24, 1), 1, 100))
 	b.expect(t, 1)

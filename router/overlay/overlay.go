@@ -326,6 +326,7 @@ func (o *Overlay) Stats() Stats {
 		ps.State, ps.Reason = c.state()
 		ps.Addr = c.addr.Load().String()
 		ps.Encrypted = c.sealer != nil
+		ps.Cipher = c.cipher()
 		if c.sealer != nil {
 			ps.KeyEpoch = c.sealer.Epoch()
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/mesh"
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
@@ -15,7 +16,7 @@ import (
 type P = identity.PeerName
 
 // line builds A - B - C with routes: C is reached from A through B.
-func line(t *testing.T, encrypt bool) (a, b, c *host) {
+func line(t *testing.T, suite handshake.Suite) (a, b, c *host) {
 	a, b, c = newHost(t, 1, nil), newHost(t, 2, nil), newHost(t, 3, nil)
 	a.routes.unicast = map[P]P{b.name: b.name, c.name: b.name}
 	a.routes.broadcast = map[P][]P{a.name: {b.name}}
@@ -23,21 +24,17 @@ func line(t *testing.T, encrypt bool) (a, b, c *host) {
 	b.routes.broadcast = map[P][]P{a.name: {c.name}, c.name: {a.name}, b.name: {a.name, c.name}}
 	c.routes.unicast = map[P]P{a.name: b.name, b.name: b.name}
 	c.routes.broadcast = map[P][]P{c.name: {b.name}}
-	connect(t, a, b, encrypt)
-	connect(t, b, c, encrypt)
+	connect(t, a, b, suite)
+	connect(t, b, c, suite)
 	waitEstablished(t, a, b)
 	waitEstablished(t, b, c)
 	return a, b, c
 }
 
 func TestForwardingLine(t *testing.T) {
-	for _, encrypt := range []bool{false, true} {
-		name := "plain"
-		if encrypt {
-			name = "encrypted"
-		}
-		t.Run(name, func(t *testing.T) {
-			a, b, c := line(t, encrypt)
+	for _, suite := range withPlain {
+		t.Run(suiteName(suite), func(t *testing.T) {
+			a, b, c := line(t, suite)
 			mA, mB, mC := mac(1, 1), mac(2, 1), mac(3, 1)
 
 			// broadcast from A reaches B and C (through B) once each
@@ -80,7 +77,11 @@ func TestForwardingLine(t *testing.T) {
 				t.Fatalf("B stats peers: %+v", st.Peers)
 			}
 			for _, ps := range st.Peers {
-				if ps.State != "established" || ps.Encrypted != encrypt || ps.FramesIn == 0 || ps.FramesOut == 0 {
+				cipher := ""
+				if suite != 0 {
+					cipher = suite.String()
+				}
+				if ps.State != "established" || ps.Encrypted != (suite != 0) || ps.Cipher != cipher || ps.FramesIn == 0 || ps.FramesOut == 0 {
 					t.Errorf("B's stats for %s: %+v", ps.Peer, ps)
 				}
 			}
@@ -105,9 +106,9 @@ func TestBroadcastTree(t *testing.T) {
 	a.routes.broadcast[a.name] = []P{b.name, c.name}
 	b.routes.broadcast[a.name] = nil
 	c.routes.broadcast[a.name] = nil
-	connect(t, a, b, true)
-	connect(t, b, c, true)
-	connect(t, a, c, true)
+	connect(t, a, b, handshake.SuiteChaCha)
+	connect(t, b, c, handshake.SuiteAESGCM)
+	connect(t, a, c, handshake.SuiteChaCha)
 	waitEstablished(t, a, b)
 	waitEstablished(t, b, c)
 	waitEstablished(t, a, c)
@@ -177,71 +178,75 @@ func TestHeartbeatFailure(t *testing.T) {
 }
 
 // TestForgedAndReplayed sends a forged and a replayed datagram to B and
-// checks they are dropped and counted by reason.
+// checks they are dropped and counted by reason, for each cipher suite.
 func TestForgedAndReplayed(t *testing.T) {
-	a, b := newHost(t, 9, nil), newHost(t, 10, nil)
-	a.routes.unicast[b.name] = b.name
-	b.routes.unicast[a.name] = a.name
-	x, y := randomKeys(t)
-	connectKeys(t, a, b, &x, &y)
-	waitEstablished(t, a, b)
-	bc := b.ov.conns.all()[0]
-	send := func(d []byte) {
-		u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(b.ov.LocalAddr()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer u.Close()
-		if _, err := u.Write(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// forged: right header, garbage sealed payload
-	d := make([]byte, encap.HeaderLen+40)
-	(&encap.Header{Type: encap.TypeFrames, Receiver: bc.localIndex, Sender: a.name, Counter: 1 << 30}).Put(d)
-	send(d)
-	// replayed: a genuine datagram with counter 0, which A's first
-	// heartbeat already used
-	s, err := encap.NewSealer(x.Send)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb := make([]byte, encap.HeaderLen+8, encap.HeaderLen+8+encap.TagLen)
-	(&encap.Header{Type: encap.TypeHeartbeat, Receiver: bc.localIndex, Sender: a.name}).Put(hb)
-	sealed, err := s.Seal(hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send(sealed)
-	// unknown index
-	(&encap.Header{Type: encap.TypeFrames, Receiver: 12345, Sender: a.name}).Put(d)
-	send(d)
-	// a genuine datagram with a fresh counter is accepted: the frame arrives
-	for range 2000 {
-		scratch := make([]byte, encap.HeaderLen, encap.HeaderLen+encap.TagLen)
-		s.Seal(scratch)
-	}
-	var bl encap.Builder
-	buf := make([]byte, 512)
-	bl.Reset(buf[:512-encap.TagLen], encap.Header{Receiver: bc.localIndex, Sender: a.name}, 400)
-	bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 2}, ethFrame(mac(10, 1), mac(9, 1), 42, 60))
-	genuine, err := s.Seal(bl.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	send(genuine)
-	b.expect(t, 42)
-	send(genuine) // and replayed once more
-	deadline := time.Now().Add(safety)
-	for {
-		dr := b.ov.Stats().Drops
-		if dr["auth"] == 1 && dr["replay"] == 2 && dr["unknown_conn"] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("drops %v, want auth 1 replay 2 unknown_conn 1", dr)
-		}
-		time.Sleep(5 * time.Millisecond)
+	for k, suite := range suites {
+		t.Run(suite.String(), func(t *testing.T) {
+			a, b := newHost(t, 9+2*k, nil), newHost(t, 10+2*k, nil)
+			a.routes.unicast[b.name] = b.name
+			b.routes.unicast[a.name] = a.name
+			x, y := randomKeys(t)
+			connectKeys(t, a, b, suite, &x, &y)
+			waitEstablished(t, a, b)
+			bc := b.ov.conns.all()[0]
+			send := func(d []byte) {
+				u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(b.ov.LocalAddr()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer u.Close()
+				if _, err := u.Write(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// forged: right header, garbage sealed payload
+			d := make([]byte, encap.HeaderLen+40)
+			(&encap.Header{Type: encap.TypeFrames, Receiver: bc.localIndex, Sender: a.name, Counter: 1 << 30}).Put(d)
+			send(d)
+			// replayed: a genuine datagram with counter 0, which A's first
+			// heartbeat already used
+			s, err := encap.NewSealer(suite, x.Send)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hb := make([]byte, encap.HeaderLen+8, encap.HeaderLen+8+encap.TagLen)
+			(&encap.Header{Type: encap.TypeHeartbeat, Receiver: bc.localIndex, Sender: a.name}).Put(hb)
+			sealed, err := s.Seal(hb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(sealed)
+			// unknown index
+			(&encap.Header{Type: encap.TypeFrames, Receiver: 12345, Sender: a.name}).Put(d)
+			send(d)
+			// a genuine datagram with a fresh counter is accepted: the frame arrives
+			for range 2000 {
+				scratch := make([]byte, encap.HeaderLen, encap.HeaderLen+encap.TagLen)
+				s.Seal(scratch)
+			}
+			var bl encap.Builder
+			buf := make([]byte, 512)
+			bl.Reset(buf[:512-encap.TagLen], encap.Header{Receiver: bc.localIndex, Sender: a.name}, 400)
+			bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 2}, ethFrame(mac(10+2*k, 1), mac(9+2*k, 1), 42, 60))
+			genuine, err := s.Seal(bl.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			send(genuine)
+			b.expect(t, 42)
+			send(genuine) // and replayed once more
+			deadline := time.Now().Add(safety)
+			for {
+				dr := b.ov.Stats().Drops
+				if dr["auth"] == 1 && dr["replay"] == 2 && dr["unknown_conn"] == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("drops %v, want auth 1 replay 2 unknown_conn 1", dr)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
 }
 
@@ -270,7 +275,7 @@ func TestOversize(t *testing.T) {
 	b.routes.unicast[a.name] = a.name
 	a.routes.broadcast[a.name] = []P{b.name}
 	b.routes.broadcast[b.name] = []P{a.name}
-	connect(t, a, b, true)
+	connect(t, a, b, handshake.SuiteChaCha)
 	waitEstablished(t, a, b)
 	mA, mB := mac(11, 1), mac(12, 1)
 	b.inject(t, ethFrame(broadcastMAC, mB, 1, 60)) // A learns mB

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/router/netdev/netdevtest"
 )
 
@@ -96,7 +97,7 @@ func TestPMTUNetns(t *testing.T) {
 	b.routes.unicast[a.name] = a.name
 	a.routes.broadcast[a.name] = []P{b.name}
 	b.routes.broadcast[b.name] = []P{a.name}
-	connect(t, a, b, true)
+	connect(t, a, b, handshake.SuiteChaCha)
 	waitEstablished(t, a, b)
 
 	const pmtu = 1400

@@ -2,6 +2,8 @@ package overlay
 
 import (
 	"testing"
+
+	"github.com/weavelab/weave/mesh/handshake"
 )
 
 // TestPMTUSearch runs the search against simulated paths: probes up to
@@ -90,7 +92,7 @@ func TestPMTUOverLoopback(t *testing.T) {
 	if a.ov.prober == nil {
 		t.Fatal("no raw socket for probes: run the tests as root (CAP_NET_RAW)")
 	}
-	connect(t, a, b, true)
+	connect(t, a, b, handshake.SuiteAESGCM)
 	waitEstablished(t, a, b)
 	for _, h := range []*host{a, b} {
 		waitFor(t, func() bool {

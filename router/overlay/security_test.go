@@ -26,61 +26,66 @@ import (
 // in the order the mesh gives them (a receiver gets Recv before its peer
 // gets the matching Send; one update carries both halves), while frames
 // flow both ways with up to a window of them in flight: every frame
-// arrives, in order, both ends reach the last epoch, nothing is dropped.
+// arrives, in order, both ends reach the last epoch, nothing is dropped;
+// for each cipher suite (fresh keys keep the connection's suite).
 func TestRekeyUnderTrafficDropsNothing(t *testing.T) {
-	a, b := newHost(t, 60, nil), newHost(t, 61, nil)
-	a.routes.unicast[b.name] = b.name
-	b.routes.unicast[a.name] = a.name
-	a.routes.broadcast[a.name] = []P{b.name}
-	b.routes.broadcast[b.name] = []P{a.name}
-	connect(t, a, b, true)
-	waitEstablished(t, a, b)
-	mA, mB := mac(60, 1), mac(61, 1)
-	a.inject(t, ethFrame(broadcastMAC, mA, 0, 60))
-	b.expect(t, 0)
-	b.inject(t, ethFrame(broadcastMAC, mB, 0, 60))
-	a.expect(t, 0)
-	ac, bc := a.ov.peerConn(b.name), b.ov.peerConn(a.name)
+	for k, suite := range suites {
+		t.Run(suite.String(), func(t *testing.T) {
+			a, b := newHost(t, 80+2*k, nil), newHost(t, 81+2*k, nil)
+			a.routes.unicast[b.name] = b.name
+			b.routes.unicast[a.name] = a.name
+			a.routes.broadcast[a.name] = []P{b.name}
+			b.routes.broadcast[b.name] = []P{a.name}
+			connect(t, a, b, suite)
+			waitEstablished(t, a, b)
+			mA, mB := mac(80+2*k, 1), mac(81+2*k, 1)
+			a.inject(t, ethFrame(broadcastMAC, mA, 0, 60))
+			b.expect(t, 0)
+			b.inject(t, ethFrame(broadcastMAC, mB, 0, 60))
+			a.expect(t, 0)
+			ac, bc := a.ov.peerConn(b.name), b.ov.peerConn(a.name)
 
-	const (
-		epochs = 6
-		every  = 300 // frames between rekeys
-		window = 64  // frames in flight per direction
-		total  = (epochs + 1) * every
-	)
-	key := func() *[32]byte {
-		var k [32]byte
-		rand.Read(k[:])
-		return &k
-	}
-	epoch := uint16(0)
-	for tag := uint32(1); tag <= total+window; tag++ {
-		if tag <= total {
-			a.inject(t, ethFrame(mB, mA, tag, 200+int(tag%1000)))
-			b.inject(t, ethFrame(mA, mB, tag, 100+int(tag%1000)))
-		}
-		if tag > window {
-			b.expect(t, tag-window)
-			a.expect(t, tag-window)
-		}
-		if tag%every == 0 && epoch < epochs {
-			epoch++
-			ab, ba := key(), key()
-			bc.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Recv: ab})
-			ac.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Recv: ba, Send: ab})
-			bc.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Send: ba})
-		}
-	}
-	a.expectNone(t)
-	b.expectNone(t)
-	if ac.sealer.Epoch() != epochs || bc.sealer.Epoch() != epochs || ac.opener.Epoch() != epochs || bc.opener.Epoch() != epochs {
-		t.Fatalf("epochs: a sends %d receives %d, b sends %d receives %d; want %d",
-			ac.sealer.Epoch(), ac.opener.Epoch(), bc.sealer.Epoch(), bc.opener.Epoch(), epochs)
-	}
-	for _, h := range []*host{a, b} {
-		if d := h.ov.Stats().Drops; len(d) != 0 {
-			t.Fatalf("host %s dropped %v across rekeys", h.name, d)
-		}
+			const (
+				epochs = 6
+				every  = 300 // frames between rekeys
+				window = 64  // frames in flight per direction
+				total  = (epochs + 1) * every
+			)
+			key := func() *[32]byte {
+				var k [32]byte
+				rand.Read(k[:])
+				return &k
+			}
+			epoch := uint16(0)
+			for tag := uint32(1); tag <= total+window; tag++ {
+				if tag <= total {
+					a.inject(t, ethFrame(mB, mA, tag, 200+int(tag%1000)))
+					b.inject(t, ethFrame(mA, mB, tag, 100+int(tag%1000)))
+				}
+				if tag > window {
+					b.expect(t, tag-window)
+					a.expect(t, tag-window)
+				}
+				if tag%every == 0 && epoch < epochs {
+					epoch++
+					ab, ba := key(), key()
+					bc.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Recv: ab})
+					ac.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Recv: ba, Send: ab})
+					bc.Rekey(handshake.DataKeyUpdate{Epoch: epoch, Send: ba})
+				}
+			}
+			a.expectNone(t)
+			b.expectNone(t)
+			if ac.sealer.Epoch() != epochs || bc.sealer.Epoch() != epochs || ac.opener.Epoch() != epochs || bc.opener.Epoch() != epochs {
+				t.Fatalf("epochs: a sends %d receives %d, b sends %d receives %d; want %d",
+					ac.sealer.Epoch(), ac.opener.Epoch(), bc.sealer.Epoch(), bc.opener.Epoch(), epochs)
+			}
+			for _, h := range []*host{a, b} {
+				if d := h.ov.Stats().Drops; len(d) != 0 {
+					t.Fatalf("host %s dropped %v across rekeys", h.name, d)
+				}
+			}
+		})
 	}
 }
 
@@ -183,19 +188,24 @@ func TestConnTableIndexDraw(t *testing.T) {
 // move the connection's UDP endpoint there (the whole flow then went to
 // the spoofer). Now only an authenticated heartbeat moves it: without
 // keys never, with keys not for a forgery, but still for a genuine one
-// from a new address (NAT rebinding).
+// from a new address (NAT rebinding); with keys for each cipher suite.
 func TestSpoofedHeartbeatDoesNotMoveEndpoint(t *testing.T) {
-	for i, tc := range []struct {
-		name          string
-		keys, genuine bool
-	}{
-		{"without keys", false, false},
-		{"with keys, forged", true, false},
-		{"with keys, authenticated", true, true},
-	} {
+	type testCase struct {
+		name    string
+		suite   handshake.Suite // 0: without keys
+		genuine bool
+	}
+	cases := []testCase{{"without keys", 0, false}}
+	for _, suite := range suites {
+		cases = append(cases,
+			testCase{suite.String() + ", forged", suite, false},
+			testCase{suite.String() + ", authenticated", suite, true})
+	}
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a, b := newHost(t, 63+2*i, nil), newHost(t, 64+2*i, nil)
-			connect(t, a, b, tc.keys)
+			keys := tc.suite != 0
+			a, b := newHost(t, 100+2*i, nil), newHost(t, 101+2*i, nil)
+			connect(t, a, b, tc.suite)
 			waitEstablished(t, a, b)
 			ac := a.ov.peerConn(b.name)
 			orig := ac.addr.Load().AddrPort()
@@ -207,11 +217,11 @@ func TestSpoofedHeartbeatDoesNotMoveEndpoint(t *testing.T) {
 			// An authenticated datagram needs the peer's key: give a's
 			// connection a fresh receive epoch whose key the test holds.
 			var s *encap.Sealer
-			if tc.keys {
+			if keys {
 				var k [32]byte
 				rand.Read(k[:])
 				ac.Rekey(handshake.DataKeyUpdate{Epoch: 1, Recv: &k})
-				if s, err = encap.NewSealer([32]byte{}); err != nil {
+				if s, err = encap.NewSealer(tc.suite, [32]byte{}); err != nil {
 					t.Fatal(err)
 				}
 				if err := s.Install(1, k); err != nil {
@@ -225,7 +235,7 @@ func TestSpoofedHeartbeatDoesNotMoveEndpoint(t *testing.T) {
 					if d, err = s.Seal(d); err != nil {
 						t.Fatal(err)
 					}
-				} else if tc.keys {
+				} else if keys {
 					d = append(d, make([]byte, encap.TagLen)...) // a tag that will not verify
 				}
 				if _, err := spoofer.WriteToUDPAddrPort(d, a.ov.LocalAddr()); err != nil {
@@ -241,7 +251,7 @@ func TestSpoofedHeartbeatDoesNotMoveEndpoint(t *testing.T) {
 			buf := make([]byte, 256)
 			bl.Reset(buf[:256-encap.TagLen], encap.Header{Receiver: ac.localIndex, Sender: b.name}, 200)
 			bl.Add(encap.FrameHeader{Src: b.name, Dst: a.name, HopLimit: 2}, ethFrame(mac(63, 1), mac(64, 1), 7, 60))
-			send(bl.Bytes(), tc.keys)
+			send(bl.Bytes(), keys)
 			a.expect(t, 7)
 
 			moved := ac.addr.Load().AddrPort()
@@ -303,7 +313,7 @@ func TestSpoofedProbeAckDoesNotInflatePMTU(t *testing.T) {
 	const limit = 1200
 	a := newHost(t, 70, func(c *Config) { c.prober = newNarrowPath(t, limit) })
 	b := newHost(t, 71, func(c *Config) { c.prober = newNarrowPath(t, limit) })
-	connect(t, a, b, false)
+	connect(t, a, b, 0)
 	ac := a.ov.conns.all()[0]
 	spoofer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 98)})
 	if err != nil {

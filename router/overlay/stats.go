@@ -68,6 +68,9 @@ type PeerStats struct {
 	State     string            `json:"state"`            // connecting, established, failed, none
 	Reason    string            `json:"reason,omitempty"` // why not established
 	Encrypted bool              `json:"encrypted"`
+	// Cipher is the data-plane cipher suite the handshake settled on
+	// (handshake.Suite's name, e.g. "aes-256-gcm"), empty without keys.
+	Cipher string `json:"cipher,omitempty"`
 	// KeyEpoch is the data key epoch we send with: the number of fresh key
 	// exchanges this connection has run (see docs/handshake.md).
 	KeyEpoch uint16 `json:"key_epoch,omitempty"`

@@ -21,17 +21,32 @@ import (
 const (
 	scenarioVXLAN     = "vxlan"
 	scenarioWeave     = "weave"
-	scenarioEncrypted = "weave-encrypted"
+	scenarioEncrypted = "weave-encrypted" // with a password, the routers' default cipher
+	scenarioAESGCM    = "weave-aes-gcm"   // with a password, both routers --cipher aes-gcm
+	scenarioNaCl      = "weave-nacl"      // with a password, both routers --cipher nacl
 	scenarioIPAM      = "ipam"
 	scenarioDNS       = "dns"
 	scenarioProxy     = "proxy"
 )
 
+// encryption is how an encrypted weave scenario launches its routers.
+type encryption struct {
+	cipher string // --cipher value, "" for the default (auto)
+	suite  string // the suite the connection must then report, "" for any
+}
+
+// encrypted lists the weave scenarios with a password.
+var encrypted = map[string]encryption{
+	scenarioEncrypted: {},
+	scenarioAESGCM:    {cipher: "aes-gcm", suite: "aes-256-gcm"},
+	scenarioNaCl:      {cipher: "nacl", suite: "chacha20-poly1305"},
+}
+
 // vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioIPAM, scenarioProxy, scenarioDNS}
+var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl, scenarioIPAM, scenarioProxy, scenarioDNS}
 
 // config is what the flags ask for.
 type config struct {

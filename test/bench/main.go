@@ -1,7 +1,8 @@
 // Command bench measures container-to-container TCP throughput (iperf3, one
 // and four streams) and ping latency across two host network namespaces:
 // for the kernel's VXLAN as the baseline, and for weave plain and encrypted
-// between the same namespaces. It prints one row per scenario with the ratio
+// (the default cipher, then each suite forced: --cipher aes-gcm, --cipher
+// nacl) between the same namespaces. It prints one row per scenario with the ratio
 // weave/VXLAN. Scenario ipam measures instead the wall time of `weave
 // attach` with an allocated address (median and p99): in turn on one host,
 // next to static-address attaches measured in the same run (and the
@@ -14,7 +15,7 @@
 // API proxy, next to plain docker run on Docker's bridge and weave run
 // (see proxy_linux.go). `make bench` runs them all.
 //
-//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
 //
 // It needs root and ip (iproute2), for the data path iperf3 and ping
 // (iputils), for scenario dns dnsmasq (dnsmasq-base), and for scenario

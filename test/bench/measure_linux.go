@@ -24,6 +24,7 @@ type endpoints struct {
 	dst     string // container 2's address, targeted from container 1
 	mtu     int    // container 1's MTU
 	routers []int  // PIDs whose CPU time is measured (weave's routers)
+	cipher  string // data-plane cipher suite weave reports, "" if none
 	// diagnose, when set, describes the scenario's state for an error
 	// message (e.g. the end of the routers' logs).
 	diagnose func() string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,6 +77,40 @@ func TestParseFlags(t *testing.T) {
 	for _, bad := range [][]string{{"-only", "wireguard"}, {"-duration", "100ms"}, {"-pings", "0"}, {"extra"}} {
 		if _, err := parseFlags(bad, &sb); err == nil {
 			t.Errorf("parseFlags(%q) accepted it", bad)
+		}
+	}
+}
+
+// TestCipherScenarios: the default run measures each cipher suite beside
+// VXLAN, every encrypted scenario says how to launch it, and a row shows
+// the suite it measured.
+func TestCipherScenarios(t *testing.T) {
+	cfg, err := parseFlags(nil, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{scenarioVXLAN, scenarioEncrypted, scenarioAESGCM, scenarioNaCl} {
+		if !slices.Contains(cfg.scenarios, s) {
+			t.Errorf("default scenarios %v lack %s", cfg.scenarios, s)
+		}
+	}
+	for name, want := range map[string]string{scenarioAESGCM: "aes-gcm", scenarioNaCl: "nacl", scenarioEncrypted: ""} {
+		if enc, ok := encrypted[name]; !ok || enc.cipher != want || !isDataPath(name) {
+			t.Errorf("%s: encryption %+v (listed %v), want --cipher %q", name, enc, ok, want)
+		}
+	}
+	if _, ok := encrypted[scenarioWeave]; ok {
+		t.Error("the plain weave scenario has a password")
+	}
+	rep := newReport(cfg, []result{
+		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12},
+		{Scenario: scenarioNaCl, Cipher: "chacha20-poly1305", Gbps1: 2, Gbps4: 3},
+	})
+	var out strings.Builder
+	rep.print(&out)
+	for _, s := range []string{"weave-nacl", "chacha20-poly1305", "0.20x", "0.25x"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +16,11 @@ import (
 
 // result is one scenario's row. Zero figures were not measured.
 type result struct {
-	Scenario     string  `json:"scenario"`
-	MTU          int     `json:"container_mtu,omitempty"`
+	Scenario string `json:"scenario"`
+	MTU      int    `json:"container_mtu,omitempty"`
+	// Cipher is the data-plane cipher suite weave's connection reported
+	// (empty without a password).
+	Cipher       string  `json:"cipher,omitempty"`
 	Gbps1        float64 `json:"tcp_1_stream_gbps"`
 	Gbps4        float64 `json:"tcp_4_streams_gbps"`
 	Retransmits1 int     `json:"tcp_1_stream_retransmits"`
@@ -163,7 +167,7 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d\n\n",
 		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping avg ms\tp99 ms\tmax ms\t"+
+	fmt.Fprintln(tw, "scenario\tcipher\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping avg ms\tp99 ms\tmax ms\t"+
 		"1 stream/vxlan\t4 streams/vxlan\tavg/vxlan\tp99/vxlan\trouter CPU\tstatus\t")
 	for _, res := range r.Results {
 		if !res.dataPath() {
@@ -181,8 +185,8 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 		if res.Error != "" {
 			status = "FAILED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
-			num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
+			cmp.Or(res.Cipher, "-"), num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
 			num(res.PingAvgMs, 3), num(res.PingP99Ms, 3), num(res.PingMaxMs, 3),
 			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingAvg), x(rt.PingP99), cpu, status)
 	}

@@ -88,22 +88,23 @@ func runScenario(ctx context.Context, cfg config, l *lab, name, weaveBin string,
 	switch name {
 	case scenarioVXLAN:
 		ep, err = setupVXLAN(ctx, l, cfg.vxlanMTU, undo)
-	case scenarioWeave, scenarioEncrypted:
+	case scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl:
 		if binErr != nil {
 			return binErr
 		}
+		enc, withPassword := encrypted[name]
 		password := ""
-		if name == scenarioEncrypted {
+		if withPassword {
 			password = benchPassword
 		}
-		ep, err = setupWeave(ctx, l, weaveBin, name, password, undo)
+		ep, err = setupWeave(ctx, l, weaveBin, name, password, enc, undo)
 	default:
 		err = fmt.Errorf("unknown scenario %q", name)
 	}
 	if err != nil {
 		return err
 	}
-	res.MTU = ep.mtu
+	res.MTU, res.Cipher = ep.mtu, ep.cipher
 	err = measureEndpoints(ctx, cfg, l, ep, res)
 	if err != nil && ep.diagnose != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w\n%s", err, ep.diagnose())

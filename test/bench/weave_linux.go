@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,6 +52,7 @@ type weaveHost struct {
 	runDir   string
 	stateDir string
 	password string
+	cipher   string // --cipher for launch, "" for the default
 }
 
 func (w *weaveHost) env() []string {
@@ -109,11 +111,12 @@ func (w *weaveHost) teardown() error {
 
 // setupWeave launches a router on each host (host 2 given host 1 as its
 // peer), waits until both see an established connection, and attaches
-// each container. With password, the network is encrypted.
-func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, undo *cleanups) (*endpoints, error) {
+// each container. With password, the network is encrypted, with enc's
+// cipher, and both routers must report the suite enc wants.
+func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc encryption, undo *cleanups) (*endpoints, error) {
 	var hosts [2]*weaveHost
 	for i, h := range l.hosts {
-		w := &weaveHost{host: h, bin: bin, password: password}
+		w := &weaveHost{host: h, bin: bin, password: password, cipher: enc.cipher}
 		for _, d := range []*string{&w.runDir, &w.stateDir} {
 			dir, err := os.MkdirTemp(l.tmp, fmt.Sprintf("%s-%s-", scenario, h.short))
 			if err != nil {
@@ -125,6 +128,9 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, und
 	}
 	for i, w := range hosts {
 		args := []string{"launch", "--nickname", w.short}
+		if w.cipher != "" {
+			args = append(args, "--cipher", w.cipher)
+		}
 		if i == 1 {
 			args = append(args, hosts[0].ip)
 		}
@@ -139,8 +145,22 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, und
 			return nil, err
 		}
 	}
-	l.log.Info("weave connection established", "scenario", scenario, "after", time.Since(start).Round(10*time.Millisecond))
-	ep := &endpoints{dst: weaveSubnet + ".2", diagnose: func() string {
+	var cipher string
+	for _, w := range hosts {
+		c, err := connectionCipher(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		if password != "" && (c == "" || enc.suite != "" && c != enc.suite) {
+			return nil, fmt.Errorf("%s: %s's connection reports cipher %q, want %s", scenario, w.short, c, cmp.Or(enc.suite, "one"))
+		}
+		if password == "" && c != "" {
+			return nil, fmt.Errorf("%s: %s's connection reports cipher %q without a password", scenario, w.short, c)
+		}
+		cipher = c
+	}
+	l.log.Info("weave connection established", "scenario", scenario, "cipher", cipher, "after", time.Since(start).Round(10*time.Millisecond))
+	ep := &endpoints{dst: weaveSubnet + ".2", cipher: cipher, diagnose: func() string {
 		var b strings.Builder
 		for _, w := range hosts {
 			fmt.Fprintf(&b, "%s weave.log:\n%s\n", w.short, w.logTail(5))
@@ -162,6 +182,29 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, und
 	}
 	ep.mtu = mtu
 	return ep, nil
+}
+
+// connectionCipher is the data-plane cipher suite of the host's
+// established connection, from `weave status connections --json` ("" when
+// it is not encrypted).
+func connectionCipher(ctx context.Context, w *weaveHost) (string, error) {
+	out, err := w.weave(ctx, "status", "connections", "--json")
+	if err != nil {
+		return "", err
+	}
+	var conns []struct {
+		State  string `json:"state"`
+		Cipher string `json:"cipher"`
+	}
+	if err := json.Unmarshal([]byte(out), &conns); err != nil {
+		return "", fmt.Errorf("%s: weave status connections --json: %w: %q", w.short, err, lastLines(out, 3))
+	}
+	for _, c := range conns {
+		if c.State == "established" {
+			return c.Cipher, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no established connection in weave status connections", w.short)
 }
 
 // waitEstablished polls `weave status connections --json` until the host

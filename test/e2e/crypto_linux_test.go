@@ -12,19 +12,59 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/test/harness"
 )
 
 // TestEncrypted: with a password traffic flows as without, the LAN never
 // shows the payload, and a captured datagram sent again (replayed) or
 // altered (forged) is dropped and counted by the receiver.
+//
+// It runs for each --cipher: auto (AES-256-GCM here, where the CPU has AES
+// hardware), nacl (ChaCha20-Poly1305) and aes-gcm, and checks that both
+// routers report the suite on the connection.
 func TestEncrypted(t *testing.T) {
 	t.Parallel()
-	l, h1, h2, c1, c2 := twoHosts(t, "h8-correct-horse-battery-staple")
+	auto := "chacha20-poly1305"
+	if handshake.HardwareAES() {
+		auto = "aes-256-gcm"
+	}
+	for _, tc := range []struct{ cipher, suite string }{
+		{"auto", auto}, {"nacl", "chacha20-poly1305"}, {"aes-gcm", "aes-256-gcm"},
+	} {
+		t.Run(tc.cipher, func(t *testing.T) {
+			t.Parallel()
+			testEncrypted(t, tc.suite, "--cipher", tc.cipher)
+		})
+	}
+}
+
+// connCiphers returns the cipher of each of h's connections.
+func connCiphers(t *testing.T, h *harness.Host) []string {
+	t.Helper()
+	var conns []api.Connection
+	if err := h.StatusJSON("connections", &conns); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range conns {
+		if c.State == "established" {
+			out = append(out, c.Cipher)
+		}
+	}
+	return out
+}
+
+func testEncrypted(t *testing.T, suite string, flags ...string) {
+	l, h1, h2, c1, c2 := twoHostsWith(t, "h8-correct-horse-battery-staple", flags...)
 	for _, h := range []*harness.Host{h1, h2} {
 		st, err := h.Status()
 		if err != nil || !st.Encryption {
 			t.Errorf("%s status: encryption %v (%v), want true", h.HostName, st.Encryption, err)
+		}
+		if got := connCiphers(t, h); len(got) != 1 || got[0] != suite {
+			t.Errorf("%s: connection ciphers %q, want [%s]", h.HostName, got, suite)
 		}
 	}
 	trafficBothWays(t, c1, c2, "10.2.1.1", "10.2.1.2")
@@ -220,4 +260,48 @@ func keyEpoch(t *testing.T, h *harness.Host) uint64 {
 		return false
 	})
 	return best
+}
+
+// TestCipherNegotiation: a router forced to nacl and one on auto settle on
+// ChaCha20-Poly1305; aes-gcm against nacl is refused, with a log line on
+// both sides naming the ciphers each accepts.
+func TestCipherNegotiation(t *testing.T) {
+	t.Parallel()
+	t.Run("nacl-auto", func(t *testing.T) {
+		t.Parallel()
+		l := harness.New(t)
+		h1, h2 := l.AddHost("h1"), l.AddHost("h2")
+		h1.Password, h2.Password = "h8-ciphers", "h8-ciphers"
+		h1.Launch("--cipher", "nacl")
+		h2.Launch(h1.IP)
+		waitMesh(t, h1, h2)
+		for _, h := range []*harness.Host{h1, h2} {
+			if got := connCiphers(t, h); len(got) != 1 || got[0] != "chacha20-poly1305" {
+				t.Errorf("%s: ciphers %q, want [chacha20-poly1305]", h.HostName, got)
+			}
+		}
+	})
+	t.Run("aes-gcm-nacl", func(t *testing.T) {
+		t.Parallel()
+		l := harness.New(t)
+		h1, h2 := l.AddHost("h1"), l.AddHost("h2")
+		h1.Password, h2.Password = "h8-ciphers", "h8-ciphers"
+		h1.Launch("--cipher", "aes-gcm")
+		h2.Launch("--cipher", "nacl", h1.IP)
+		const why = "no data cipher in common"
+		harness.WaitFor(t, convergeTimeout, func() (bool, string) {
+			return strings.Contains(h1.Log(), why) && strings.Contains(h2.Log(), why), "no log line saying why on both sides yet"
+		})
+		for _, h := range []*harness.Host{h1, h2} {
+			for _, line := range strings.Split(h.Log(), "\n") {
+				if strings.Contains(line, why) {
+					t.Logf("%s log: %s", h.HostName, line)
+					break
+				}
+			}
+			if got, err := established(h); err != nil || len(got) != 0 {
+				t.Errorf("%s connected to %v (%v) with no cipher in common", h.HostName, got, err)
+			}
+		}
+	})
 }

@@ -339,8 +339,9 @@ func TestDockerGrace(t *testing.T) {
 		return st.Held == 1, fmt.Sprintf("ipam %+v: want 1 held (x's)", st)
 	})
 	c1 := l.AddContainer(h, "c1")
-	if got := c1.Attach(); inGrace("allocation") && slices.Contains(got, xIP.String()) {
-		t.Errorf("%s got %v, the address of killed x, within the grace period", c1.Ref(), got)
+	c1Got := c1.Attach()
+	if inGrace("allocation") && slices.Contains(c1Got, xIP.String()) {
+		t.Errorf("%s got %v, the address of killed x, within the grace period", c1.Ref(), c1Got)
 	}
 	c2 := l.AddContainer(h, "c2")
 	r := h.Weave("attach", "ip:"+xIP.String()+"/12", c2.Ref())
@@ -367,11 +368,16 @@ func TestDockerGrace(t *testing.T) {
 		t.Errorf("x's address released %v after the kill, before the %v grace period", d, grace)
 	}
 	want := 2 // c1 and y
-	if yIP == xIP {
+	switch {
+	case slices.Contains(c1Got, xIP.String()):
+		// On a loaded machine c1's attach came after the grace period
+		// and got the released address: allocatable again.
+		t.Logf("c1 got x's released address %s", xIP)
+	case yIP == xIP:
 		// y's docker run outlasted the grace period and y was given
 		// the released address, which shows it allocatable again.
 		t.Logf("y got x's released address %s", xIP)
-	} else {
+	default:
 		z := weaveRun(t, h, label, nil, img, "sleep")
 		if zIP := containerAddr(t, h, z); zIP != xIP {
 			t.Errorf("after the grace period z got %s, want x's released %s (the lowest free)", zIP, xIP)

@@ -54,58 +54,134 @@ func BenchmarkAEAD(b *testing.B) {
 }
 
 // BenchmarkEncapSeal measures building a one-frame datagram and sealing it,
-// per frame size.
+// per cipher suite and frame size (MB/s of frame bytes).
 func BenchmarkEncapSeal(b *testing.B) {
-	s, _ := pair(b)
-	for _, size := range benchSizes {
-		b.Run(fmt.Sprint(size), func(b *testing.B) {
-			f := frame(size, 1)
-			buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
-			var bl Builder
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for range b.N {
-				bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
-				bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, f)
-				if _, err := s.Seal(bl.Bytes()); err != nil {
-					b.Fatal(err)
+	for _, suite := range suites {
+		s, _ := pair(b, suite)
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", suite, size), func(b *testing.B) {
+				f := frame(size, 1)
+				buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
+				var bl Builder
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for range b.N {
+					bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
+					bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, f)
+					if _, err := s.Seal(bl.Bytes()); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
 // BenchmarkOpenDecap measures opening a one-frame datagram (replay window
-// included) and walking its frames, per frame size.
+// included) and walking its frames, per cipher suite and frame size (MB/s
+// of frame bytes).
 func BenchmarkOpenDecap(b *testing.B) {
-	s, o := pair(b)
-	for _, size := range benchSizes {
-		b.Run(fmt.Sprint(size), func(b *testing.B) {
-			const n = 1024
-			ds := make([][]byte, n)
-			for i := range ds {
-				buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
-				var bl Builder
-				bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
-				bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, frame(size, 1))
-				ds[i], _ = s.Seal(bl.Bytes())
-			}
-			work := make([]byte, len(ds[0]))
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				if i%n == 0 && i > 0 {
-					// re-seal a fresh set (untimed) so counters stay new
-					b.StopTimer()
-					for j := range ds {
-						h, _ := ParseHeader(ds[j])
-						_ = h
+	for _, suite := range suites {
+		s, o := pair(b, suite)
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", suite, size), func(b *testing.B) {
+				const n = 1024
+				ds := make([][]byte, n)
+				seal := func() {
+					for i := range ds {
 						buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
 						var bl Builder
 						bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
 						bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, frame(size, 1))
-						ds[j], _ = s.Seal(bl.Bytes())
+						ds[i], _ = s.Seal(bl.Bytes())
+					}
+				}
+				seal()
+				work := make([]byte, len(ds[0]))
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					if i%n == 0 && i > 0 {
+						// re-seal a fresh set (untimed) so counters stay new
+						b.StopTimer()
+						seal()
+						b.StartTimer()
+					}
+					copy(work, ds[i%n])
+					h, err := ParseHeader(work)
+					if err != nil {
+						b.Fatal(err)
+					}
+					p, err := o.Open(&h, work)
+					if err != nil {
+						b.Fatal(err)
+					}
+					fr := NewFrames(p)
+					for {
+						if _, _, ok := fr.Next(); !ok {
+							break
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOpenForged compares what a 1400-byte datagram costs the
+// receiver, per cipher suite: a genuine one (open, replay window), garbage (random bytes),
+// a forgery for the current epoch (one failed AEAD open) and a forgery for
+// an epoch the opener does not know (dropped before any cryptography;
+// before fresh keys came from the mesh this derived keys and built an
+// AEAD, ~70x a normal open). See README.md for figures.
+func BenchmarkOpenForged(b *testing.B) {
+	for _, suite := range suites {
+		prefix := suite.String() + "/"
+		const size = 1400
+		mk := func(s *Sealer, fill byte) []byte {
+			buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
+			var bl Builder
+			bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
+			bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, frame(size, fill))
+			d, err := s.Seal(bl.Bytes())
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d
+		}
+		s, o := pair(b, suite)
+		rekey(b, s, o, 1)
+		o.Install(2, epochKey(2))
+		garbage := make([]byte, len(mk(s, 0)))
+		rand.Read(garbage)
+		run := func(b *testing.B, prepare func(work []byte, i int)) {
+			work := make([]byte, len(garbage))
+			b.SetBytes(size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				prepare(work, i)
+				h, err := ParseHeader(work)
+				if err != nil {
+					continue
+				}
+				o.Open(&h, work)
+			}
+		}
+		b.Run(prefix+"genuine", func(b *testing.B) {
+			// each genuine datagram opens once (replay window): seal fresh
+			// ones in batches outside the timer
+			const n = 4096
+			ds := make([][]byte, n)
+			work := make([]byte, len(garbage))
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if i%n == 0 {
+					b.StopTimer()
+					for j := range ds {
+						ds[j] = mk(s, byte(j))
 					}
 					b.StartTimer()
 				}
@@ -114,100 +190,27 @@ func BenchmarkOpenDecap(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				p, err := o.Open(&h, work)
-				if err != nil {
+				if _, err := o.Open(&h, work); err != nil {
 					b.Fatal(err)
 				}
-				fr := NewFrames(p)
-				for {
-					if _, _, ok := fr.Next(); !ok {
-						break
-					}
-				}
 			}
 		})
-	}
-}
-
-// BenchmarkOpenForged compares what a 1400-byte datagram costs the
-// receiver: a genuine one (open, replay window), garbage (random bytes),
-// a forgery for the current epoch (one failed AEAD open) and a forgery for
-// an epoch the opener does not know (dropped before any cryptography;
-// before fresh keys came from the mesh this derived keys and built an
-// AEAD, ~70x a normal open). See README.md for figures.
-func BenchmarkOpenForged(b *testing.B) {
-	const size = 1400
-	mk := func(s *Sealer, fill byte) []byte {
-		buf := make([]byte, size+HeaderLen+FrameHeaderLen+TagLen)
-		var bl Builder
-		bl.Reset(buf[:len(buf)-TagLen], Header{Receiver: 1, Sender: 2}, 1<<16)
-		bl.Add(FrameHeader{Src: 2, Dst: 1, HopLimit: 3}, frame(size, fill))
-		d, err := s.Seal(bl.Bytes())
-		if err != nil {
-			b.Fatal(err)
-		}
-		return d
-	}
-	s, o := pair(b)
-	rekey(b, s, o, 1)
-	o.Install(2, epochKey(2))
-	garbage := make([]byte, len(mk(s, 0)))
-	rand.Read(garbage)
-	run := func(b *testing.B, prepare func(work []byte, i int)) {
-		work := make([]byte, len(garbage))
-		b.SetBytes(size)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			prepare(work, i)
-			h, err := ParseHeader(work)
-			if err != nil {
-				continue
-			}
-			o.Open(&h, work)
-		}
-	}
-	b.Run("genuine", func(b *testing.B) {
-		// each genuine datagram opens once (replay window): seal fresh
-		// ones in batches outside the timer
-		const n = 4096
-		ds := make([][]byte, n)
-		work := make([]byte, len(garbage))
-		b.SetBytes(size)
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if i%n == 0 {
-				b.StopTimer()
-				for j := range ds {
-					ds[j] = mk(s, byte(j))
-				}
-				b.StartTimer()
-			}
-			copy(work, ds[i%n])
-			h, err := ParseHeader(work)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := o.Open(&h, work); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("garbage", func(b *testing.B) {
-		run(b, func(work []byte, i int) { copy(work, garbage) })
-	})
-	forged := mk(s, 9)
-	forged[HeaderLen+7] ^= 1
-	b.Run("forged-current-epoch", func(b *testing.B) {
-		run(b, func(work []byte, i int) {
-			copy(work, forged)
-			SetCounter(work, 1, 1<<40+uint64(i))
+		b.Run(prefix+"garbage", func(b *testing.B) {
+			run(b, func(work []byte, i int) { copy(work, garbage) })
 		})
-	})
-	b.Run("forged-future-epoch", func(b *testing.B) {
-		run(b, func(work []byte, i int) {
-			copy(work, forged)
-			SetCounter(work, 3+uint16(i%8), 1<<40+uint64(i))
+		forged := mk(s, 9)
+		forged[HeaderLen+7] ^= 1
+		b.Run(prefix+"forged-current-epoch", func(b *testing.B) {
+			run(b, func(work []byte, i int) {
+				copy(work, forged)
+				SetCounter(work, 1, 1<<40+uint64(i))
+			})
 		})
-	})
+		b.Run(prefix+"forged-future-epoch", func(b *testing.B) {
+			run(b, func(work []byte, i int) {
+				copy(work, forged)
+				SetCounter(work, 3+uint16(i%8), 1<<40+uint64(i))
+			})
+		})
+	}
 }

@@ -46,47 +46,58 @@ func FuzzDecodeDatagram(f *testing.F) {
 	})
 }
 
-// FuzzOpen feeds arbitrary datagrams to an opener keyed like a real
-// connection (epoch 0 current, epoch 1 installed): nothing but datagrams
-// sealed with those keys may open, and nothing may panic. Seeds include
-// genuine datagrams of epochs 0 and 1.
+// FuzzOpen feeds arbitrary datagrams to openers keyed like a real
+// connection (epoch 0 current, epoch 1 installed), one per cipher suite:
+// nothing but datagrams sealed with those keys and that suite may open, and
+// nothing may panic. Seeds include genuine datagrams of epochs 0 and 1 of
+// each suite.
 func FuzzOpen(f *testing.F) {
-	s, o := pair(f)
-	f.Add(sealed(f, s, 1))
-	f.Add(sealed(f, s, 2))
-	rekey(f, s, o, 1)
-	f.Add(sealed(f, s, 3))
+	for _, suite := range suites {
+		s, o := pair(f, suite)
+		f.Add(sealed(f, s, 1))
+		f.Add(sealed(f, s, 2))
+		rekey(f, s, o, 1)
+		f.Add(sealed(f, s, 3))
+	}
 	f.Add([]byte{1, 1, 0, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, d []byte) {
-		_, o := pair(t)
-		o.Install(1, epochKey(1))
 		h, err := ParseHeader(d)
 		if err != nil {
 			return
 		}
 		orig := append([]byte(nil), d...)
-		p, err := o.Open(&h, d)
-		if err != nil {
-			return
+		opened := 0
+		for _, suite := range suites {
+			_, o := pair(t, suite)
+			o.Install(1, epochKey(1))
+			work := append([]byte(nil), orig...)
+			p, err := o.Open(&h, work)
+			if err != nil {
+				continue
+			}
+			opened++
+			// It opened: it must be one of the genuine seeds (same keys,
+			// same suite); check it re-seals to the same bytes.
+			if h.Epoch > 1 {
+				t.Fatalf("%s opened a datagram of epoch %d, which was never installed", suite, h.Epoch)
+			}
+			s2, _ := pair(t, suite)
+			if h.Epoch == 1 {
+				s2.Install(1, epochKey(1))
+			}
+			re := append(append([]byte(nil), orig[:HeaderLen]...), p...)
+			re = append(re, make([]byte, TagLen)...)[:HeaderLen+len(p)]
+			s2.cur.Load().counter.Store(h.Counter)
+			out, err := s2.Seal(re)
+			if err != nil || !bytes.Equal(out, orig) {
+				t.Fatalf("%s opened a datagram that the key did not seal", suite)
+			}
+			if _, err := o.Open(&h, append([]byte(nil), orig...)); err == nil {
+				t.Fatalf("%s: replay opened", suite)
+			}
 		}
-		// It opened: it must be one of the genuine seeds (same keys);
-		// check it re-seals to the same bytes.
-		if h.Epoch > 1 {
-			t.Fatalf("opened a datagram of epoch %d, which was never installed", h.Epoch)
-		}
-		s2, _ := pair(t)
-		if h.Epoch == 1 {
-			s2.Install(1, epochKey(1))
-		}
-		re := append(append([]byte(nil), orig[:HeaderLen]...), p...)
-		re = append(re, make([]byte, TagLen)...)[:HeaderLen+len(p)]
-		s2.cur.Load().counter.Store(h.Counter)
-		out, err := s2.Seal(re)
-		if err != nil || !bytes.Equal(out, orig) {
-			t.Fatalf("opened a datagram that the key did not seal")
-		}
-		if _, err := o.Open(&h, orig); err == nil {
-			t.Fatal("replay opened")
+		if opened > 1 {
+			t.Fatal("a datagram opened with more than one suite")
 		}
 	})
 }

@@ -18,7 +18,9 @@
 //	14     2    reserved, zero
 //	16     8    counter: the AEAD nonce, never reused within an epoch
 //
-// The payload follows. With keys, the payload is sealed with AES-256-GCM
+// The payload follows. With keys, the payload is sealed with the AEAD of
+// the connection's cipher suite (handshake.Suite: AES-256-GCM or
+// ChaCha20-Poly1305, negotiated in the handshake, the same for every epoch)
 // with the 24 header bytes as associated data and the 16-byte tag appended.
 // The 12-byte nonce is the header's last 12 bytes (12..23: the sender's
 // two low bytes, the reserved bytes, the counter), unique per key because

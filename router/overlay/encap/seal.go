@@ -1,13 +1,14 @@
 package encap
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weavelab/weave/mesh/handshake"
 )
 
 // Errors returned (wrapped) by Opener.Open, Sealer.Seal and the Install
@@ -25,21 +26,6 @@ var (
 // before.
 const maxCounter = 1 << 62
 
-// newAEAD builds the AEAD for one key. It is the only place a key becomes a
-// cipher; a variable so that tests can count constructions (a forged
-// datagram must never cause one).
-var newAEAD = func(key *[32]byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key[:])
-	if err != nil {
-		return nil, fmt.Errorf("aes: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("gcm: %w", err)
-	}
-	return aead, nil
-}
-
 // nonceOf returns the AEAD nonce of the datagram d: the last 12 bytes of
 // its header (the sender's two low bytes, the two reserved bytes and the
 // 8-byte counter). It is unique per key because the counter is; taking it
@@ -53,25 +39,31 @@ type sendEpoch struct {
 	counter atomic.Uint64
 }
 
-// Sealer seals outgoing datagrams for one connection direction. Seal is safe
-// for concurrent use; Install may run concurrently with Seal but not with
-// another Install (a Seal that
-// started before Install returns may still use the old epoch, which the
-// receiver keeps open for PrevEpochGrace).
+// Sealer seals outgoing datagrams for one connection direction with one
+// cipher suite, the connection's, for every epoch. Seal is safe for
+// concurrent use; Install may run concurrently with Seal but not with
+// another Install (a Seal that started before Install returns may still
+// use the old epoch, which the receiver keeps open for PrevEpochGrace).
 type Sealer struct {
-	cur atomic.Pointer[sendEpoch]
+	suite handshake.Suite
+	cur   atomic.Pointer[sendEpoch]
 }
 
-// NewSealer starts at epoch 0 with key (the handshake's data key).
-func NewSealer(key [32]byte) (*Sealer, error) {
-	aead, err := newAEAD(&key)
+// NewSealer starts at epoch 0 with key (the handshake's data key), sealing
+// with suite (the handshake's); keys installed later use the same suite.
+// A suite this package does not know is an error wrapping ErrSuite.
+func NewSealer(suite handshake.Suite, key [32]byte) (*Sealer, error) {
+	aead, err := newAEAD(suite, &key)
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealer{}
+	s := &Sealer{suite: suite}
 	s.cur.Store(&sendEpoch{aead: aead})
 	return s, nil
 }
+
+// Suite is the cipher suite the sealer seals with.
+func (s *Sealer) Suite() handshake.Suite { return s.suite }
 
 // Seal seals the datagram d (an encoded header followed by the plaintext
 // payload) in place: it stamps the epoch and a fresh counter into the
@@ -98,7 +90,7 @@ func (s *Sealer) Install(epoch uint16, key [32]byte) error {
 	if s.cur.Load().epoch == epoch {
 		return fmt.Errorf("%w: send epoch %d", ErrEpochInUse, epoch)
 	}
-	aead, err := newAEAD(&key)
+	aead, err := newAEAD(s.suite, &key)
 	if err != nil {
 		return err
 	}
@@ -126,26 +118,33 @@ const PrevEpochGrace = 10 * time.Second
 // the next one once Install gave it. A datagram of any other epoch is
 // dropped before any cryptography, and a forged datagram of a known epoch
 // costs one failed AEAD open: no key derivation, no AEAD construction.
-// Safe for concurrent use (one mutex per connection).
+// Every epoch uses the opener's one cipher suite. Safe for concurrent use
+// (one mutex per connection).
 type Opener struct {
-	mu   sync.Mutex
-	cur  *recvEpoch
-	prev *recvEpoch // nil, or open until prev.until
-	next *recvEpoch // nil until Install
-	now  func() time.Time
+	suite handshake.Suite
+	mu    sync.Mutex
+	cur   *recvEpoch
+	prev  *recvEpoch // nil, or open until prev.until
+	next  *recvEpoch // nil until Install
+	now   func() time.Time
 }
 
-// NewOpener starts at epoch 0 with key (the handshake's data key).
-func NewOpener(key [32]byte) (*Opener, error) {
-	cur, err := newRecvEpoch(0, &key)
+// NewOpener starts at epoch 0 with key (the handshake's data key), opening
+// with suite (the handshake's); keys installed later use the same suite.
+// A suite this package does not know is an error wrapping ErrSuite.
+func NewOpener(suite handshake.Suite, key [32]byte) (*Opener, error) {
+	cur, err := newRecvEpoch(suite, 0, &key)
 	if err != nil {
 		return nil, err
 	}
-	return &Opener{cur: cur, now: time.Now}, nil
+	return &Opener{suite: suite, cur: cur, now: time.Now}, nil
 }
 
-func newRecvEpoch(epoch uint16, key *[32]byte) (*recvEpoch, error) {
-	aead, err := newAEAD(key)
+// Suite is the cipher suite the opener opens with.
+func (o *Opener) Suite() handshake.Suite { return o.suite }
+
+func newRecvEpoch(suite handshake.Suite, epoch uint16, key *[32]byte) (*recvEpoch, error) {
+	aead, err := newAEAD(suite, key)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +163,7 @@ func (o *Opener) Install(epoch uint16, key [32]byte) error {
 	if epoch == o.cur.epoch || (o.next != nil && o.next.epoch == epoch) {
 		return fmt.Errorf("%w: receive epoch %d", ErrEpochInUse, epoch)
 	}
-	e, err := newRecvEpoch(epoch, &key)
+	e, err := newRecvEpoch(o.suite, epoch, &key)
 	if err != nil {
 		return err
 	}
