@@ -185,7 +185,8 @@ func (a *admission) failed(ip netip.Addr, remote net.Addr, cause error) {
 	a.mu.Unlock()
 	if full {
 		level := slog.LevelInfo
-		if errors.Is(cause, handshake.ErrWrongPassword) || errors.Is(cause, handshake.ErrPasswordMismatch) {
+		if errors.Is(cause, handshake.ErrWrongPassword) || errors.Is(cause, handshake.ErrPasswordMismatch) ||
+			errors.Is(cause, handshake.ErrCipher) || errors.Is(cause, handshake.ErrIdentity) {
 			level = slog.LevelError
 		}
 		a.log.Log(context.Background(), level, "inbound handshake failed", "addr", remote.String(), "reason", cause.Error())

@@ -64,8 +64,7 @@ func (r *Router) acceptLoop(ln net.Listener) {
 
 // register admits a connection whose handshake and hello completed, or
 // refuses it. Of two connections between the same pair of peers, both ends
-// keep the one with the lower connection ID (which both ends know), so they
-// agree without talking. Actor only.
+// keep the same one (keepFirst), so they agree without talking. Actor only.
 func (r *Router) register(c *conn) {
 	if c.ctx.Err() != nil {
 		return

@@ -79,6 +79,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// VXLANName derives the kernel fast path's VXLAN device name from the
+// bridge's, within IFNAMSIZ ("weave-vxlan").
+func VXLANName(bridge string) string {
+	const suffix = "-vxlan"
+	if len(bridge) > 15-len(suffix) {
+		bridge = bridge[:15-len(suffix)]
+	}
+	return bridge + suffix
+}
+
 // tapName derives the TAP's name from the bridge's, within IFNAMSIZ.
 func tapName(bridge string) string {
 	const suffix = "-tap"

@@ -116,6 +116,7 @@ func (r *Router) Reset() error {
 	r.recs = nil
 	errs = append(errs,
 		netdev.DeleteLink(r.cfg.TAPName), // only if left persistent by someone
+		netdev.DeleteLink(VXLANName(r.cfg.Bridge)),
 		netdev.RemoveBridge(r.cfg.Bridge),
 		removeState(r.cfg.StateDir))
 	if err := errors.Join(errs...); err != nil {
@@ -138,6 +139,7 @@ func ResetHost(cfg Config) error {
 	}
 	errs = append(errs,
 		netdev.DeleteLink(cfg.TAPName),
+		netdev.DeleteLink(VXLANName(cfg.Bridge)),
 		netdev.RemoveBridge(cfg.Bridge),
 		removeState(cfg.StateDir))
 	if err := errors.Join(errs...); err != nil {

@@ -28,6 +28,7 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.StringVar(&c.NickName, "nickname", c.NickName, "nickname shown next to the peer name")
 	fs.IntVar(&c.Port, "port", c.Port, "TCP control and UDP data port")
 	fs.BoolVar(&c.NoDiscovery, "no-discovery", false, "do not connect to peers learnt from other peers")
+	fs.BoolVar(&c.NoFastDP, "no-fastdp", false, "do not use the kernel VXLAN fast path (UDP port --port+1) for unencrypted traffic between directly connected peers")
 	fs.BoolVar(&c.NoUDPOffload, "no-udp-offload", false, "send overlay datagrams one by one, without UDP segmentation offload (for NICs that mishandle it)")
 	fs.IntVar(&c.MTU, "mtu", 0, "MTU of container interfaces (default: fits a 1500-byte underlay, 1376)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "host:port for Prometheus /metrics and /status (empty: off)")

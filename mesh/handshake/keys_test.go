@@ -1,6 +1,8 @@
 package handshake
 
 import (
+	"encoding/hex"
+	"runtime"
 	"testing"
 )
 
@@ -71,5 +73,40 @@ func TestKeySchedule(t *testing.T) {
 	// The transcript hash frames its parts: moving a byte across changes it.
 	if transcriptHash([]byte("ab"), []byte("c")) == transcriptHash([]byte("a"), []byte("bc")) {
 		t.Error("transcript hash is ambiguous")
+	}
+}
+
+// TestDeriveKeyKnownAnswers pins DeriveKey's output: every router of a
+// network must stretch a password to the same key, across versions too.
+func TestDeriveKeyKnownAnswers(t *testing.T) {
+	for _, tc := range []struct{ password, salt, key string }{
+		{"secret", "", "429ae3b201a195a8ce4877448f89e68995c2ab9657f895cfcfaca67429c2a348"},
+		{"secret", "my-network", "bc119c744e564f571d5f6cd27a494d4d4ea3c9e2b67d5745693cd388372f706f"},
+		{"", "", "ee900cb47e33f71210a1d0a8ebe03e01b5989f00dd031bfe9bb91069a4216fa7"},
+	} {
+		t.Run(tc.password+"/"+tc.salt, func(t *testing.T) {
+			var salt []byte
+			if tc.salt != "" {
+				salt = []byte(tc.salt)
+			}
+			if got := hex.EncodeToString(DeriveKey([]byte(tc.password), salt)[:]); got != tc.key {
+				t.Errorf("DeriveKey(%q, %q) = %s, want %s", tc.password, tc.salt, got, tc.key)
+			}
+		})
+	}
+}
+
+// TestDeriveKeyReturnsMemory: the 64 MiB Argon2id work area goes back to
+// the operating system before DeriveKey returns, instead of staying
+// resident in a router that derives once and then idles (as garbage until
+// the next collection, then as free heap until the scavenger gets to it).
+// The end-to-end TestIdleMemory checks a real router's RSS.
+func TestDeriveKeyReturnsMemory(t *testing.T) {
+	DeriveKey([]byte("secret"), []byte("memory"))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms) // does not collect
+	const limit = 24 << 20
+	if kept := ms.HeapSys - ms.HeapReleased; kept > limit {
+		t.Errorf("after DeriveKey the heap holds %d MiB from the OS, want at most %d", kept>>20, limit>>20)
 	}
 }

@@ -211,6 +211,16 @@ func FormatConnections(w io.Writer, st Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range st.Connections {
 		detail := c.Reason
+		if c.Path != "" {
+			p := c.Path
+			if c.PathReason != "" {
+				p += " (" + c.PathReason + ")"
+			}
+			if detail != "" {
+				detail += "; "
+			}
+			detail += p
+		}
 		if c.Cipher != "" {
 			if detail != "" {
 				detail += "; "

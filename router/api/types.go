@@ -164,7 +164,12 @@ type Connection struct {
 	Reason   string         `json:"reason,omitempty"`
 	Since    time.Time      `json:"since,omitzero"`
 	Cipher   string         `json:"cipher,omitempty"` // data-plane cipher suite, when encrypted
-	Stats    *PeerStats     `json:"stats,omitempty"`  // data-plane counters for this peer
+	// Path is how unicast frames to the peer travel: "fastdp" (kernel
+	// VXLAN) or "sleeve" (the userspace overlay), and PathReason why not
+	// fastdp. Empty until the data plane has a connection.
+	Path       string     `json:"path,omitempty"`
+	PathReason string     `json:"path_reason,omitempty"`
+	Stats      *PeerStats `json:"stats,omitempty"` // data-plane counters for this peer
 }
 
 // Target is an address the router keeps connecting to.

@@ -75,6 +75,10 @@ type Config struct {
 	// NoUDPOffload turns off UDP send segmentation offload (UDP_SEGMENT)
 	// in the data plane, for NICs or drivers that mishandle it.
 	NoUDPOffload bool
+	// NoFastDP turns off the kernel fast path (a VXLAN device on the
+	// bridge, UDP port Port+1) for unencrypted traffic between directly
+	// connected peers. With a password it is off anyway.
+	NoFastDP bool
 	// MTU of the containers' interfaces; 0 picks the default that fits the
 	// underlay with the encapsulation overhead.
 	MTU         int

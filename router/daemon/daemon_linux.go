@@ -24,6 +24,7 @@ import (
 	"github.com/weavelab/weave/router/daemon/firewall"
 	"github.com/weavelab/weave/router/docker"
 	"github.com/weavelab/weave/router/ipam"
+	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay"
 )
 
@@ -164,6 +165,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ocfg.MTU = mtu
 	ocfg.UnderlayMTU = underlay
 	ocfg.UDPOffload = !cfg.NoUDPOffload
+	if fp := openFastPath(cfg, log); fp != nil {
+		ocfg.FastPath = fp
+	}
 	ocfg.Logger = log
 	ocfg.Registerer = reg
 	ov, err := overlay.New(ocfg)
@@ -386,11 +390,36 @@ type noRoutes struct{}
 func (noRoutes) Unicast(identity.PeerName) (identity.PeerName, bool) { return 0, false }
 func (noRoutes) Broadcast(identity.PeerName) []identity.PeerName     { return nil }
 
+// openFastPath makes the kernel fast path's VXLAN device (UDP port
+// cfg.Port+1) unless --no-fastdp or a password says not to; nil runs
+// without it (also when the device cannot be made, which is logged).
+func openFastPath(cfg Config, log *slog.Logger) *netdev.VXLAN {
+	name := router.VXLANName(cfg.Bridge)
+	if cfg.NoFastDP || cfg.Password != nil {
+		if err := netdev.DeleteLink(name); err != nil {
+			log.Warn("fast path: remove old device", "err", err)
+		}
+		return nil
+	}
+	// The device's MTU is the largest the kernel allows, not the
+	// containers': a container that raised its MTU above the overlay's
+	// still gets its frames through (the kernel fragments the outer
+	// packet, as the userspace path fragments), where an egress port with
+	// a smaller MTU would make the bridge drop them without a word.
+	fp, err := netdev.EnsureVXLAN(name, cfg.Bridge, cfg.Port+1, netdev.VXLANMaxMTU)
+	if err != nil {
+		log.Warn("fast path unavailable, using the userspace path only", "err", err)
+		return nil
+	}
+	log.Info("fast path ready", "device", name, "port", fp.Port())
+	return fp
+}
+
 // reportMap is the configuration as report shows it (no password).
 func (c Config) reportMap() map[string]any {
 	return map[string]any{
 		"name": c.Name, "nickname": c.NickName, "port": c.Port, "no_discovery": c.NoDiscovery,
-		"no_udp_offload": c.NoUDPOffload, "mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
+		"no_udp_offload": c.NoUDPOffload, "no_fastdp": c.NoFastDP, "mtu": c.MTU, "metrics_addr": c.MetricsAddr, "log_level": c.LogLevel,
 		"ipalloc_range": c.IPAllocRange, "ipalloc_default_subnet": c.IPAllocDefaultSubnet,
 		"ipalloc_init": c.IPAllocInit, "ipalloc_grace": c.IPAllocGrace.String(), "no_docker": c.NoDocker,
 		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress, "dns_upstream": c.DNSUpstream,

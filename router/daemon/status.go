@@ -82,6 +82,7 @@ func buildStatus(info nodeInfo, ms mesh.Status, ds overlay.Stats) api.Status {
 			if ps, ok := byPeer[c.Peer.Name]; ok && c.State != mesh.StateFailed {
 				s := peerStats(ps)
 				ac.Stats = &s
+				ac.Path, ac.PathReason = ps.Path, ps.PathReason
 				if ac.Reason == "" && c.State != mesh.StateEstablished && ps.Reason != "" {
 					ac.Reason = ps.Reason
 				}

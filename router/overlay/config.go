@@ -116,6 +116,13 @@ type Config struct {
 	// UDP packet holding several datagrams. Receiving coalesced runs
 	// (UDP_GRO) is always on.
 	UDPOffload bool
+	// FastPath is the kernel fast path (the VXLAN device on the bridge);
+	// nil turns it off (--no-fastdp). The overlay closes it in Close and
+	// removes the forwarding entries it made.
+	FastPath FastPath
+	// FastPathTimeout is how long a connection's fast path stays up
+	// without heartbeats both ways (default DefaultFastPathTimeout).
+	FastPathTimeout time.Duration
 
 	// prober sends path MTU probes; nil opens the raw socket (tests inject
 	// fakes).
@@ -139,6 +146,7 @@ func DefaultConfig() Config {
 		SocketBuffer:      8 << 20,
 		PMTUInterval:      10 * time.Minute,
 		UDPOffload:        true,
+		FastPathTimeout:   DefaultFastPathTimeout,
 	}
 }
 
@@ -194,6 +202,9 @@ func (c *Config) fill() error {
 	}
 	if c.FailTimeout <= 0 {
 		c.FailTimeout = d.FailTimeout
+	}
+	if c.FastPathTimeout <= 0 {
+		c.FastPathTimeout = d.FastPathTimeout
 	}
 	if c.PMTUInterval <= 0 {
 		c.PMTUInterval = d.PMTUInterval

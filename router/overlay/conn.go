@@ -123,6 +123,10 @@ type conn struct {
 	pmtuMu  sync.Mutex   // guards probe
 	probe   pmtuState
 
+	fastMu sync.Mutex // guards fast
+	fast   fastConn
+	fastUp atomic.Bool // the fast path works both ways (read by syncFastPath)
+
 	mu          sync.Mutex // guards the heartbeat state below
 	created     time.Time
 	lastHeard   time.Time
@@ -157,6 +161,11 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 		created: now, lastHeard: now,
 	}
 	c.addr.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, p.RemoteUDP.Port())))
+	var secret [4]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return nil, fmt.Errorf("overlay: add connection to %s: %w", p.Remote, err)
+	}
+	c.fast.st.secret = binary.BigEndian.Uint32(secret[:])
 	switch {
 	case p.Keys == nil && p.Suite != 0:
 		// The handshake settled on a cipher but handed no keys: sending
@@ -175,7 +184,11 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 		return nil, err
 	}
 	c.ctr = o.stats.attach(p.Remote.Name)
-	if err := c.sendControl(encodeHello(hello{Index: c.localIndex, MaxDatagram: uint16(o.maxDatagram())})); err != nil {
+	hi := hello{Index: c.localIndex, MaxDatagram: uint16(o.maxDatagram())}
+	if o.cfg.FastPath != nil {
+		hi.FastPort = uint16(o.cfg.FastPath.Port())
+	}
+	if err := c.sendControl(encodeHello(hi)); err != nil {
 		o.conns.remove(c)
 		o.stats.detach(p.Remote.Name)
 		return nil, fmt.Errorf("overlay: add connection to %s: send hello: %w", p.Remote, err)
@@ -214,6 +227,7 @@ func (c *conn) ControlMessage(msg []byte) {
 	}
 	c.remoteMax.Store(uint32(h.MaxDatagram))
 	c.remoteIndex.Store(h.Index)
+	c.onFastHello(h.FastPort, time.Now())
 	if c.o.isStarted() {
 		c.sendHeartbeat(encap.TypeHeartbeat, uint64(time.Now().UnixNano()))
 	}

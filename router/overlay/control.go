@@ -11,11 +11,15 @@ import (
 //
 //	hello (type 1): index uint32 (the receiver index to put in datagrams
 //	for us), max datagram uint16 (largest UDP payload we accept without
-//	fragmentation: our underlay MTU minus IP and UDP headers).
+//	fragmentation: our underlay MTU minus IP and UDP headers), then
+//	optionally fast port uint16 (the UDP port of our kernel fast path's
+//	VXLAN device, 0 or absent: none). Routers before the fast path send
+//	8 bytes and ignore the trailing field, so it needs no new version.
 const (
 	controlVersion = 1
 	controlHello   = 1
 	helloLen       = 2 + 4 + 2
+	helloFastLen   = helloLen + 2
 )
 
 var errControl = errors.New("malformed overlay control message")
@@ -23,13 +27,15 @@ var errControl = errors.New("malformed overlay control message")
 type hello struct {
 	Index       uint32
 	MaxDatagram uint16
+	FastPort    uint16 // 0: the sender has no fast path
 }
 
 func encodeHello(h hello) []byte {
-	b := make([]byte, helloLen)
+	b := make([]byte, helloFastLen)
 	b[0], b[1] = controlVersion, controlHello
 	binary.BigEndian.PutUint32(b[2:6], h.Index)
 	binary.BigEndian.PutUint16(b[6:8], h.MaxDatagram)
+	binary.BigEndian.PutUint16(b[8:10], h.FastPort)
 	return b
 }
 
@@ -49,6 +55,9 @@ func decodeControl(b []byte) (hello, error) {
 		return hello{}, fmt.Errorf("%w: hello of %d bytes", errControl, len(b))
 	}
 	h := hello{Index: binary.BigEndian.Uint32(b[2:6]), MaxDatagram: binary.BigEndian.Uint16(b[6:8])}
+	if len(b) >= helloFastLen {
+		h.FastPort = binary.BigEndian.Uint16(b[8:10])
+	}
 	if h.Index == 0 {
 		return hello{}, fmt.Errorf("%w: zero index", errControl)
 	}

@@ -145,6 +145,31 @@ func (t *macTable) expire(before int64) int {
 	return n
 }
 
+// touch moves mac's last-seen time forward to seen (fast-path traffic
+// the overlay did not see); an absent address stays absent.
+func (t *macTable) touch(mac uint64, seen int64) {
+	s := t.shard(mac)
+	s.mu.RLock()
+	e := s.m[mac]
+	s.mu.RUnlock()
+	if e != nil && e.seen.Load() < seen {
+		e.seen.Store(seen)
+	}
+}
+
+// each calls f for every entry, one shard read-locked at a time; f must
+// not call the table.
+func (t *macTable) each(f func(mac uint64, owner identity.PeerName)) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		for k, e := range s.m {
+			f(k, identity.PeerName(e.owner.Load()))
+		}
+		s.mu.RUnlock()
+	}
+}
+
 // len counts entries (tests, stats).
 func (t *macTable) len() int {
 	n := 0

@@ -12,6 +12,11 @@ import (
 func (o *Overlay) maintain(ctx context.Context) {
 	t := time.NewTicker(o.cfg.HeartbeatInterval)
 	defer t.Stop()
+	if o.fastProg != nil {
+		// Frames to the peers' MACs go back to the TAP, whose reader
+		// stops too; a restarted router starts from a fresh device.
+		defer o.fastProg.clear()
+	}
 	lastExpiry := time.Now()
 	for {
 		select {
@@ -21,7 +26,9 @@ func (o *Overlay) maintain(ctx context.Context) {
 			o.clock.Store(now.UnixNano())
 			for _, c := range o.conns.all() {
 				c.tick(now)
+				c.fastTick(now)
 			}
+			o.syncFastPath(now)
 			if now.Sub(lastExpiry) >= o.cfg.MACExpiry/4 {
 				lastExpiry = now
 				if n := o.macs.expire(now.Add(-o.cfg.MACExpiry).UnixNano()); n > 0 {

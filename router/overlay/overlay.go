@@ -41,9 +41,10 @@ type Overlay struct {
 	// (tests of the fallback).
 	testRefuseGSO atomic.Bool
 
-	conns connTable
-	macs  *macTable
-	stats *statsTable
+	conns    connTable
+	macs     *macTable
+	fastProg *fastProgrammer // nil without a fast path; maintenance goroutine only
+	stats    *statsTable
 
 	// peers maps a peer to its confirmed connection; replaced whole on
 	// change (copy on write) so the forwarding path reads it with one load.
@@ -110,6 +111,9 @@ func New(cfg Config) (*Overlay, error) {
 	o.smallPool.New = func() any { return &packet{buf: make([]byte, o.smallCap)} }
 	o.bigPool.New = func() any { return &packet{buf: make([]byte, o.frameCap)} }
 	o.clock.Store(time.Now().UnixNano())
+	if cfg.FastPath != nil {
+		o.fastProg = newFastProgrammer(cfg.FastPath, cfg.Logger)
+	}
 	o.gso.Store(cfg.UDPOffload && udpGSOSupported(udp))
 	if cfg.UDPOffload && !o.gso.Load() {
 		cfg.Logger.Info("overlay: no UDP segmentation offload (UDP_SEGMENT) on this kernel; sending datagrams one by one")
@@ -161,12 +165,18 @@ func (o *Overlay) Start(ctx context.Context) error {
 		o.goroutine(func() { o.deviceLoop(ctx) })
 	}
 	o.goroutine(func() { o.maintain(ctx) })
+	if o.cfg.FastPath != nil {
+		o.goroutine(func() { o.fastRecvLoop(ctx) })
+	}
 	// Unblock the blocking reads when ctx ends.
 	o.goroutine(func() {
 		<-ctx.Done()
 		o.udp.Close()
 		if o.cfg.Device != nil {
 			o.cfg.Device.Close()
+		}
+		if o.cfg.FastPath != nil {
+			o.cfg.FastPath.Close()
 		}
 	})
 	return nil
@@ -200,6 +210,9 @@ func (o *Overlay) Close() error {
 		o.udp.Close()
 		if o.cfg.Device != nil {
 			o.cfg.Device.Close()
+		}
+		if o.cfg.FastPath != nil {
+			o.cfg.FastPath.Close()
 		}
 	}
 	o.wg.Wait()
@@ -333,6 +346,7 @@ func (o *Overlay) Stats() Stats {
 		ps.MaxFrame = c.maxFrame()
 		ps.PMTU = c.pathMTU()
 		ps.PMTUProbed = c.pmtuProbed()
+		ps.Path, ps.PathReason = c.fastStatus()
 	}
 	for _, ps := range byPeer {
 		st.Peers = append(st.Peers, *ps)

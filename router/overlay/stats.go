@@ -78,8 +78,13 @@ type PeerStats struct {
 	// PMTU is the connection's path MTU in IP bytes: the largest packet
 	// that reached the remote in path MTU discovery, or the announced
 	// maximum (the smaller underlay MTU) while PMTUProbed is false.
-	PMTU       int               `json:"pmtu,omitempty"`
-	PMTUProbed bool              `json:"pmtu_probed,omitempty"`
+	PMTU       int  `json:"pmtu,omitempty"`
+	PMTUProbed bool `json:"pmtu_probed,omitempty"`
+	// Path is the way unicast frames to the peer take: "fastdp" (the
+	// kernel VXLAN fast path) or "sleeve" (this userspace overlay), and
+	// PathReason why not fastdp.
+	Path       string            `json:"path,omitempty"`
+	PathReason string            `json:"path_reason,omitempty"`
 	FramesIn   uint64            `json:"frames_in"`
 	FramesOut  uint64            `json:"frames_out"`
 	BytesIn    uint64            `json:"bytes_in"`

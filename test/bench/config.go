@@ -20,7 +20,8 @@ import (
 // path.
 const (
 	scenarioVXLAN     = "vxlan"
-	scenarioWeave     = "weave"
+	scenarioFastDP    = "weave-fastdp"    // default flags: the kernel fast path, where weave has one
+	scenarioWeave     = "weave"           // the userspace path, plain (--no-fastdp where weave has a fast path)
 	scenarioEncrypted = "weave-encrypted" // with a password, the routers' default cipher
 	scenarioAESGCM    = "weave-aes-gcm"   // with a password, both routers --cipher aes-gcm
 	scenarioNaCl      = "weave-nacl"      // with a password, both routers --cipher nacl
@@ -42,11 +43,33 @@ var encrypted = map[string]encryption{
 	scenarioNaCl:      {cipher: "nacl", suite: "chacha20-poly1305"},
 }
 
+// noFastDPFlag keeps a router off the kernel fast path. A weave whose
+// `weave launch --help` does not list it has no fast path: the userspace
+// path is all there is, and scenario weave-fastdp is skipped.
+const noFastDPFlag = "--no-fastdp"
+
+// weaveLaunchFlags returns the `weave launch` flags, beyond the nickname
+// and the peer, of weave data-path scenario name, given whether the weave
+// binary has the kernel fast path. A non-empty skip says why the scenario
+// cannot run with this binary.
+func weaveLaunchFlags(name string, fastDP bool) (flags []string, skip string) {
+	switch {
+	case name == scenarioFastDP && !fastDP:
+		return nil, "this weave has no kernel fast path (weave launch --help lists no " + noFastDPFlag + ")"
+	case name == scenarioWeave && fastDP:
+		flags = append(flags, noFastDPFlag)
+	}
+	if enc, ok := encrypted[name]; ok && enc.cipher != "" {
+		flags = append(flags, "--cipher", enc.cipher)
+	}
+	return flags, ""
+}
+
 // vxlanMaxMTU is the largest container MTU VXLAN carries on the 1500-byte
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl, scenarioIPAM, scenarioProxy, scenarioDNS}
+var allScenarios = []string{scenarioVXLAN, scenarioFastDP, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl, scenarioIPAM, scenarioProxy, scenarioDNS}
 
 // config is what the flags ask for.
 type config struct {
@@ -69,8 +92,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./test/bench [flags] (as root)\n\n"+
-			"Measures iperf3 TCP throughput (1 and 4 streams) and ping latency between two\n"+
-			"container namespaces on two host namespaces, for: %s;\n"+
+			"Measures iperf3 TCP throughput (1 and 4 streams), ping latency (median, p99) and the\n"+
+			"weave routers' CPU time per Gbit between two container namespaces on two host\n"+
+			"namespaces, for: %s\n"+
+			"(weave-fastdp: default flags, skipped when weave has no fast path; weave: the\n"+
+			"userspace path, with --no-fastdp where weave has a fast path);\n"+
 			"and (scenario %s) the latency of `weave attach` with an allocated address, in turn\n"+
 			"on one host (next to static-address attaches) and all at once over three hosts;\n"+
 			"and (scenario %s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
@@ -83,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var only, dnsClients string
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each iperf3 run and of each dns load run (whole seconds)")
-	fs.IntVar(&cfg.pings, "pings", 200, "echo requests per latency measurement")
+	fs.IntVar(&cfg.pings, "pings", 1000, "echo requests per latency measurement")
 	fs.DurationVar(&cfg.interval, "ping-interval", 10*time.Millisecond, "interval between echo requests")
 	fs.IntVar(&cfg.vxlanMTU, "vxlan-mtu", vxlanMaxMTU, "container MTU in the vxlan scenario (1376 matches weave's default)")
 	fs.IntVar(&cfg.attaches, "attaches", 100, "weave attach calls per measurement in the ipam scenario")

@@ -1,9 +1,13 @@
 // Command bench measures container-to-container TCP throughput (iperf3, one
-// and four streams) and ping latency across two host network namespaces:
-// for the kernel's VXLAN as the baseline, and for weave plain and encrypted
-// (the default cipher, then each suite forced: --cipher aes-gcm, --cipher
-// nacl) between the same namespaces. It prints one row per scenario with the ratio
-// weave/VXLAN. Scenario ipam measures instead the wall time of `weave
+// and four streams), ping latency (median and p99) and the weave routers'
+// CPU time per Gbit moved, across two host network namespaces: for the
+// kernel's VXLAN as the baseline, and between the same namespaces for weave
+// on its kernel fast path (weave-fastdp, default flags; skipped when the
+// weave binary has no fast path), on its userspace path plain (weave, with
+// --no-fastdp when weave has a fast path) and encrypted (the default cipher,
+// then each suite forced: --cipher aes-gcm, --cipher nacl). It prints one
+// row per scenario with the ratios weave/VXLAN, under the date and the
+// machine. Scenario ipam measures instead the wall time of `weave
 // attach` with an allocated address (median and p99): in turn on one host,
 // next to static-address attaches measured in the same run (and the
 // ratio), and all at once over three hosts on a LAN of their own.
@@ -15,7 +19,7 @@
 // API proxy, next to plain docker run on Docker's bridge and weave run
 // (see proxy_linux.go). `make bench` runs them all.
 //
-//	go run ./test/bench [-duration 5s] [-pings 200] [-only vxlan,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-duration 5s] [-pings 1000] [-only vxlan,weave-fastdp,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
 //
 // It needs root and ip (iproute2), for the data path iperf3 and ping
 // (iputils), for scenario dns dnsmasq (dnsmasq-base), and for scenario

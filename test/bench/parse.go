@@ -12,6 +12,7 @@ import (
 // iperfResult is what one iperf3 client run reported.
 type iperfResult struct {
 	bitsPerSecond float64 // received by the server, all streams
+	bytes         float64 // received by the server, all streams
 	retransmits   int     // TCP retransmissions of the sender, all streams
 }
 
@@ -42,7 +43,11 @@ func parseIperf(out []byte) (iperfResult, error) {
 	if doc.End.SumReceived.BitsPerSecond <= 0 {
 		return iperfResult{}, fmt.Errorf("iperf3: nothing received (%v bytes)", doc.End.SumReceived.Bytes)
 	}
-	return iperfResult{bitsPerSecond: doc.End.SumReceived.BitsPerSecond, retransmits: doc.End.SumSent.Retransmits}, nil
+	return iperfResult{
+		bitsPerSecond: doc.End.SumReceived.BitsPerSecond,
+		bytes:         doc.End.SumReceived.Bytes,
+		retransmits:   doc.End.SumSent.Retransmits,
+	}, nil
 }
 
 // parseProcStatCPU returns utime+stime (clock ticks) from /proc/PID/stat.
@@ -65,6 +70,21 @@ func parseProcStatCPU(stat string) (uint64, error) {
 		return 0, fmt.Errorf("/proc stat: %w", err)
 	}
 	return utime + stime, nil
+}
+
+// helpListsFlag reports whether a command's --help output lists flag as
+// one of its flags (a line starting with it, or with its shorthand and it:
+// "  -h, --help   help for launch").
+func helpListsFlag(help, flag string) bool {
+	for _, line := range strings.Split(help, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i < len(f) && i < 2; i++ {
+			if strings.TrimSuffix(f[i], ",") == flag {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ms converts d to milliseconds.

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseIperf(t *testing.T) {
@@ -121,16 +123,17 @@ func TestReportRatios(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := newReport(cfg, []result{
-		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12, PingAvgMs: 0.1, PingP99Ms: 0.2},
-		{Scenario: scenarioWeave, Gbps1: 5, Gbps4: 0, PingAvgMs: 0.3, PingP99Ms: 0.8, Error: "4 stream(s): boom"},
+		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12, PingP50Ms: 0.1, PingAvgMs: 0.1, PingP99Ms: 0.2},
+		{Scenario: scenarioWeave, Gbps1: 5, Gbps4: 0, PingP50Ms: 0.3, PingAvgMs: 0.3, PingP99Ms: 0.8, Error: "4 stream(s): boom"},
 	})
 	if rep.Results[0].VsVXLAN != nil {
 		t.Error("the VXLAN row has ratios to itself")
 	}
 	got := *rep.Results[1].VsVXLAN
-	want := ratios{Gbps1: 0.5, Gbps4: 0, PingAvg: 3, PingP99: 4}
+	want := ratios{Gbps1: 0.5, Gbps4: 0, PingP50: 3, PingAvg: 3, PingP99: 4}
 	const eps = 1e-9
 	if d := got.Gbps1 - want.Gbps1; d > eps || d < -eps || got.Gbps4 != 0 ||
+		got.PingP50-want.PingP50 > eps || want.PingP50-got.PingP50 > eps ||
 		got.PingAvg-want.PingAvg > eps || want.PingAvg-got.PingAvg > eps ||
 		got.PingP99-want.PingP99 > eps || want.PingP99-got.PingP99 > eps {
 		t.Errorf("ratios = %+v, want %+v", got, want)
@@ -141,6 +144,87 @@ func TestReportRatios(t *testing.T) {
 	var out strings.Builder
 	rep.print(&out)
 	for _, s := range []string{"0.50x", "3.00x", "FAILED", "weave failed: 4 stream(s): boom", "nproc"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, out.String())
+		}
+	}
+}
+
+// TestFastDPScenarios: the plain userspace scenario turns the fast path
+// off only where weave has one, weave-fastdp runs with default flags and
+// is skipped without a fast path, and the cipher scenarios keep --cipher.
+func TestFastDPScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fastDP bool
+		flags  string
+		skip   bool
+	}{
+		{scenarioFastDP, true, "", false},
+		{scenarioFastDP, false, "", true},
+		{scenarioWeave, true, "--no-fastdp", false},
+		{scenarioWeave, false, "", false},
+		{scenarioEncrypted, true, "", false},
+		{scenarioAESGCM, true, "--cipher aes-gcm", false},
+		{scenarioNaCl, false, "--cipher nacl", false},
+	} {
+		t.Run(fmt.Sprintf("%s/fastdp=%v", tc.name, tc.fastDP), func(t *testing.T) {
+			flags, skip := weaveLaunchFlags(tc.name, tc.fastDP)
+			if got := strings.Join(flags, " "); got != tc.flags || (skip != "") != tc.skip {
+				t.Errorf("weaveLaunchFlags = %q, skip %q; want %q, skip %v", got, skip, tc.flags, tc.skip)
+			}
+		})
+	}
+	cfg, err := parseFlags(nil, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cfg.scenarios, scenarioFastDP) || !isDataPath(scenarioFastDP) {
+		t.Errorf("default scenarios %v lack the data-path scenario %s", cfg.scenarios, scenarioFastDP)
+	}
+}
+
+func TestHelpListsFlag(t *testing.T) {
+	help := "Usage:\n  weave launch [flags] [PEER...]\n\nFlags:\n" +
+		"      --no-fastdp-later string   not it\n" +
+		"      --port int                 the --no-fastdp flag is mentioned here\n" +
+		"  -h, --help                     help for launch\n"
+	for flag, want := range map[string]bool{"--no-fastdp": false, "--port": true, "--help": true, "--no-fastdp-later": true} {
+		if got := helpListsFlag(help, flag); got != want {
+			t.Errorf("helpListsFlag(%s) = %v, want %v", flag, got, want)
+		}
+	}
+	if !helpListsFlag(help+"      --no-fastdp                 stay on the userspace path\n", "--no-fastdp") {
+		t.Error("helpListsFlag misses --no-fastdp")
+	}
+}
+
+// TestReportCPUAndSkip: router CPU per Gbit is shown (zero too: a fast
+// path leaves the routers idle), and a skipped row is neither a failure
+// nor compared with VXLAN.
+func TestReportCPUAndSkip(t *testing.T) {
+	cfg, err := parseFlags(nil, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := result{Scenario: scenarioWeave, Gbps1: 2, Gbps4: 3}
+	plain.setRouterCPU(3, 10*time.Second, 25) // 30% of a core, 0.12 s/Gbit
+	fast := result{Scenario: scenarioEncrypted, Gbps1: 9, Gbps4: 9}
+	fast.setRouterCPU(0, 10*time.Second, 90)
+	rep := newReport(cfg, []result{
+		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12},
+		{Scenario: scenarioFastDP, Skipped: "no fast path"},
+		plain, fast,
+	})
+	if f := rep.failed(); len(f) != 0 {
+		t.Errorf("failed = %v, want none", f)
+	}
+	if rep.Results[1].VsVXLAN != nil {
+		t.Error("a skipped row has ratios to VXLAN")
+	}
+	var out strings.Builder
+	rep.print(&out)
+	for _, s := range []string{"30%", "0.120", "0%", "0.000", "skipped", "weave-fastdp skipped: no fast path", "CPU s/Gbit", "p50/vxlan"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}

@@ -20,19 +20,28 @@ type result struct {
 	MTU      int    `json:"container_mtu,omitempty"`
 	// Cipher is the data-plane cipher suite weave's connection reported
 	// (empty without a password).
-	Cipher       string  `json:"cipher,omitempty"`
+	Cipher string `json:"cipher,omitempty"`
+	// Path is the path weave's connection reported (fastdp, sleeve;
+	// empty from a weave before the fast path).
+	Path         string  `json:"path,omitempty"`
 	Gbps1        float64 `json:"tcp_1_stream_gbps"`
 	Gbps4        float64 `json:"tcp_4_streams_gbps"`
 	Retransmits1 int     `json:"tcp_1_stream_retransmits"`
 	Retransmits4 int     `json:"tcp_4_streams_retransmits"`
+	PingP50Ms    float64 `json:"ping_p50_ms"`
 	PingAvgMs    float64 `json:"ping_avg_ms"`
 	PingP99Ms    float64 `json:"ping_p99_ms"`
 	PingMaxMs    float64 `json:"ping_max_ms"`
 	PingLossPct  float64 `json:"ping_loss_percent"`
 	// RouterCPUPct is the CPU time of both weave routers during the
-	// iperf3 runs, in percent of one core.
-	RouterCPUPct float64 `json:"router_cpu_percent,omitempty"`
-	VsVXLAN      *ratios `json:"vs_vxlan,omitempty"`
+	// iperf3 runs, in percent of one core; nil when not measured (no
+	// routers: VXLAN).
+	RouterCPUPct *float64 `json:"router_cpu_percent,omitempty"`
+	// RouterCPUPerGbit is that CPU time in seconds per Gbit the runs
+	// moved: the routers' cores busy per Gbit/s carried. Work the kernel
+	// does (VXLAN, weave's fast path) is not in it.
+	RouterCPUPerGbit *float64 `json:"router_cpu_seconds_per_gbit,omitempty"`
+	VsVXLAN          *ratios  `json:"vs_vxlan,omitempty"`
 	// Attach holds the ipam scenario's figures (the fields above are
 	// the data path's and stay zero in its row).
 	Attach *attachResult `json:"attach,omitempty"`
@@ -41,6 +50,21 @@ type result struct {
 	// Proxy holds the proxy scenario's figures.
 	Proxy *proxyResult `json:"proxy,omitempty"`
 	Error string       `json:"error,omitempty"`
+	// Skipped says why the scenario could not run here (not a failure).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// setRouterCPU records cpuSeconds of router time spent over elapsed while
+// gbit were moved.
+func (res *result) setRouterCPU(cpuSeconds float64, elapsed time.Duration, gbit float64) {
+	if elapsed > 0 {
+		pct := 100 * cpuSeconds / elapsed.Seconds()
+		res.RouterCPUPct = &pct
+	}
+	if gbit > 0 {
+		perGbit := cpuSeconds / gbit
+		res.RouterCPUPerGbit = &perGbit
+	}
 }
 
 // dataPath reports whether the row measures the data path (iperf3, ping).
@@ -51,6 +75,7 @@ func (res *result) dataPath() bool { return isDataPath(res.Scenario) }
 type ratios struct {
 	Gbps1   float64 `json:"tcp_1_stream"`
 	Gbps4   float64 `json:"tcp_4_streams"`
+	PingP50 float64 `json:"ping_p50"`
 	PingAvg float64 `json:"ping_avg"`
 	PingP99 float64 `json:"ping_p99"`
 }
@@ -93,10 +118,11 @@ func newReport(cfg config, results []result) *report {
 		}
 	}
 	for i := range results {
-		if res := &results[i]; base != nil && res != base && res.dataPath() {
+		if res := &results[i]; base != nil && res != base && res.dataPath() && res.Skipped == "" {
 			res.VsVXLAN = &ratios{
 				Gbps1:   ratio(res.Gbps1, base.Gbps1),
 				Gbps4:   ratio(res.Gbps4, base.Gbps4),
+				PingP50: ratio(res.PingP50Ms, base.PingP50Ms),
 				PingAvg: ratio(res.PingAvgMs, base.PingAvgMs),
 				PingP99: ratio(res.PingP99Ms, base.PingP99Ms),
 			}
@@ -137,6 +163,9 @@ func (r *report) print(w io.Writer) {
 		}
 		return fmt.Sprintf("%.2fx", v)
 	}
+	m := r.Machine
+	fmt.Fprintf(w, "%s; machine: %s, nproc %d, kernel %s, %s, %s, load average %s\n", r.Time.Format("2006-01-02 15:04 MST"),
+		cmp.Or(m.CPUModel, "unknown CPU"), m.CPUs, m.Kernel, m.GoVersion, m.Iperf3, m.LoadAvg)
 	if slices.ContainsFunc(r.Results, func(res result) bool { return res.dataPath() }) {
 		r.printDataPath(w, num, x)
 	}
@@ -155,11 +184,6 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "\n%s failed: %s\n", res.Scenario, indent(res.Error))
 		}
 	}
-	m := r.Machine
-	fmt.Fprintf(w, "\nmachine: nproc %d (%s), kernel %s, %s, %s, load average %s\n", m.CPUs, m.CPUModel, m.Kernel, m.GoVersion, m.Iperf3, m.LoadAvg)
-	if slices.ContainsFunc(r.Results, func(res result) bool { return res.dataPath() }) {
-		fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better); router CPU: both weave routers during iperf3, % of one core")
-	}
 }
 
 // printDataPath writes the table of the data-path rows.
@@ -167,8 +191,8 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d\n\n",
 		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tcipher\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping avg ms\tp99 ms\tmax ms\t"+
-		"1 stream/vxlan\t4 streams/vxlan\tavg/vxlan\tp99/vxlan\trouter CPU\tstatus\t")
+	fmt.Fprintln(tw, "scenario\tpath\tcipher\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping p50 ms\tp99 ms\t"+
+		"1 stream/vxlan\t4 streams/vxlan\tp50/vxlan\tp99/vxlan\trouter CPU\tCPU s/Gbit\tstatus\t")
 	for _, res := range r.Results {
 		if !res.dataPath() {
 			continue
@@ -177,20 +201,34 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 		if res.VsVXLAN != nil {
 			rt = *res.VsVXLAN
 		}
-		cpu := "-"
-		if res.RouterCPUPct > 0 {
-			cpu = fmt.Sprintf("%.0f%%", res.RouterCPUPct)
+		cpu, perGbit := "-", "-"
+		if res.RouterCPUPct != nil {
+			cpu = fmt.Sprintf("%.0f%%", *res.RouterCPUPct)
+		}
+		if res.RouterCPUPerGbit != nil {
+			perGbit = fmt.Sprintf("%.3f", *res.RouterCPUPerGbit)
 		}
 		status := "ok"
-		if res.Error != "" {
+		switch {
+		case res.Error != "":
 			status = "FAILED"
+		case res.Skipped != "":
+			status = "skipped"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
-			cmp.Or(res.Cipher, "-"), num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
-			num(res.PingAvgMs, 3), num(res.PingP99Ms, 3), num(res.PingMaxMs, 3),
-			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingAvg), x(rt.PingP99), cpu, status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
+			cmp.Or(res.Path, "-"), cmp.Or(res.Cipher, "-"), num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
+			num(res.PingP50Ms, 3), num(res.PingP99Ms, 3),
+			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingP50), x(rt.PingP99), cpu, perGbit, status)
 	}
 	tw.Flush()
+	for _, res := range r.Results {
+		if res.dataPath() && res.Skipped != "" {
+			fmt.Fprintf(w, "%s skipped: %s\n", res.Scenario, res.Skipped)
+		}
+	}
+	fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better);\n"+
+		"router CPU: both weave routers during the iperf3 runs, in % of one core and in CPU seconds per Gbit moved\n"+
+		"(cores busy per Gbit/s); the kernel's work (VXLAN's, the fast path's) is not counted")
 }
 
 // writeJSON writes the report to path.

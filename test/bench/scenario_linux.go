@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"time"
 )
 
@@ -41,6 +42,14 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 			log.Error("weave scenarios cannot run", "err", binErr)
 		}
 	}
+	wv := weaveBuild{bin: weaveBin, err: binErr}
+	if cfg.needsWeave() && binErr == nil {
+		if wv.fastDP, wv.err = launchHasFlag(ctx, weaveBin, noFastDPFlag); wv.err != nil {
+			log.Error("weave scenarios cannot run", "err", wv.err)
+		} else {
+			log.Info("weave binary", "path", weaveBin, "fast path", wv.fastDP)
+		}
+	}
 
 	var results []result
 	for _, name := range cfg.scenarios {
@@ -52,8 +61,8 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		start := time.Now()
 		var err error
 		switch {
-		case (name == scenarioIPAM || name == scenarioDNS || name == scenarioProxy) && binErr != nil:
-			err = binErr
+		case (name == scenarioIPAM || name == scenarioDNS || name == scenarioProxy) && wv.err != nil:
+			err = wv.err
 		case name == scenarioIPAM:
 			err = runIPAM(ctx, cfg, log, tmp, weaveBin, &res)
 		case name == scenarioDNS:
@@ -61,9 +70,13 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		case name == scenarioProxy:
 			err = runProxy(ctx, cfg, log, tmp, weaveBin, &res)
 		default:
-			err = runScenario(ctx, cfg, l, name, weaveBin, binErr, &res)
+			err = runScenario(ctx, cfg, l, name, wv, &res)
 		}
-		if err != nil {
+		var skip skipError
+		if errors.As(err, &skip) {
+			res.Skipped = skip.why
+			log.Info("scenario skipped", "scenario", name, "why", skip.why)
+		} else if err != nil {
 			res.Error = err.Error()
 			log.Error("scenario failed", "scenario", name, "err", err)
 		} else {
@@ -77,9 +90,34 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 	return results, nil
 }
 
+// weaveBuild is the weave binary the scenarios run, or why there is none.
+type weaveBuild struct {
+	bin    string
+	err    error // building it or asking it for its flags failed
+	fastDP bool  // it has the kernel fast path (launch lists --no-fastdp)
+}
+
+// skipError says that a scenario cannot run here and why; it is not a
+// failure.
+type skipError struct{ why string }
+
+func (e skipError) Error() string { return "skipped: " + e.why }
+
+// launchHasFlag reports whether `weave launch --help` lists flag. The help
+// only prints: it starts nothing and touches no network.
+func launchHasFlag(ctx context.Context, bin, flag string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "launch", "--help").CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("%s launch --help: %w: %s", bin, err, lastLines(string(out), 3))
+	}
+	return helpListsFlag(string(out), flag), nil
+}
+
 // runScenario sets one scenario up, measures it into res and tears it
 // down, leaving the lab as it found it.
-func runScenario(ctx context.Context, cfg config, l *lab, name, weaveBin string, binErr error, res *result) error {
+func runScenario(ctx context.Context, cfg config, l *lab, name string, wv weaveBuild, res *result) error {
 	undo := newCleanups(l.log)
 	defer l.scrub()
 	defer undo.run()
@@ -88,23 +126,27 @@ func runScenario(ctx context.Context, cfg config, l *lab, name, weaveBin string,
 	switch name {
 	case scenarioVXLAN:
 		ep, err = setupVXLAN(ctx, l, cfg.vxlanMTU, undo)
-	case scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl:
-		if binErr != nil {
-			return binErr
+	case scenarioFastDP, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl:
+		if wv.err != nil {
+			return wv.err
+		}
+		flags, skip := weaveLaunchFlags(name, wv.fastDP)
+		if skip != "" {
+			return skipError{skip}
 		}
 		enc, withPassword := encrypted[name]
 		password := ""
 		if withPassword {
 			password = benchPassword
 		}
-		ep, err = setupWeave(ctx, l, weaveBin, name, password, enc, undo)
+		ep, err = setupWeave(ctx, l, wv.bin, name, password, enc, flags, undo)
 	default:
 		err = fmt.Errorf("unknown scenario %q", name)
 	}
 	if err != nil {
 		return err
 	}
-	res.MTU, res.Cipher = ep.mtu, ep.cipher
+	res.MTU, res.Cipher, res.Path = ep.mtu, ep.cipher, ep.path
 	err = measureEndpoints(ctx, cfg, l, ep, res)
 	if err != nil && ep.diagnose != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w\n%s", err, ep.diagnose())

@@ -52,7 +52,6 @@ type weaveHost struct {
 	runDir   string
 	stateDir string
 	password string
-	cipher   string // --cipher for launch, "" for the default
 }
 
 func (w *weaveHost) env() []string {
@@ -109,14 +108,15 @@ func (w *weaveHost) teardown() error {
 	return err
 }
 
-// setupWeave launches a router on each host (host 2 given host 1 as its
-// peer), waits until both see an established connection, and attaches
-// each container. With password, the network is encrypted, with enc's
-// cipher, and both routers must report the suite enc wants.
-func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc encryption, undo *cleanups) (*endpoints, error) {
+// setupWeave launches a router on each host with flags (host 2 given host
+// 1 as its peer), waits until both see an established connection, and
+// attaches each container. With password, the network is encrypted, and
+// both routers must report the suite enc wants. In scenario weave-fastdp
+// it waits until the connection is on the fast path, where status says.
+func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc encryption, flags []string, undo *cleanups) (*endpoints, error) {
 	var hosts [2]*weaveHost
 	for i, h := range l.hosts {
-		w := &weaveHost{host: h, bin: bin, password: password, cipher: enc.cipher}
+		w := &weaveHost{host: h, bin: bin, password: password}
 		for _, d := range []*string{&w.runDir, &w.stateDir} {
 			dir, err := os.MkdirTemp(l.tmp, fmt.Sprintf("%s-%s-", scenario, h.short))
 			if err != nil {
@@ -127,10 +127,7 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc
 		hosts[i] = w
 	}
 	for i, w := range hosts {
-		args := []string{"launch", "--nickname", w.short}
-		if w.cipher != "" {
-			args = append(args, "--cipher", w.cipher)
-		}
+		args := append([]string{"launch", "--nickname", w.short}, flags...)
 		if i == 1 {
 			args = append(args, hosts[0].ip)
 		}
@@ -147,10 +144,11 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc
 	}
 	var cipher string
 	for _, w := range hosts {
-		c, err := connectionCipher(ctx, w)
+		ci, err := connection(ctx, w)
 		if err != nil {
 			return nil, err
 		}
+		c := ci.Cipher
 		if password != "" && (c == "" || enc.suite != "" && c != enc.suite) {
 			return nil, fmt.Errorf("%s: %s's connection reports cipher %q, want %s", scenario, w.short, c, cmp.Or(enc.suite, "one"))
 		}
@@ -160,7 +158,7 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc
 		cipher = c
 	}
 	l.log.Info("weave connection established", "scenario", scenario, "cipher", cipher, "after", time.Since(start).Round(10*time.Millisecond))
-	ep := &endpoints{dst: weaveSubnet + ".2", cipher: cipher, diagnose: func() string {
+	ep := &endpoints{dst: weaveSubnet + ".2", cipher: cipher, warmup: scenario == scenarioFastDP, diagnose: func() string {
 		var b strings.Builder
 		for _, w := range hosts {
 			fmt.Fprintf(&b, "%s weave.log:\n%s\n", w.short, w.logTail(5))
@@ -181,30 +179,68 @@ func setupWeave(ctx context.Context, l *lab, bin, scenario, password string, enc
 		return nil, fmt.Errorf("%s: %w", scenario, err)
 	}
 	ep.mtu = mtu
+	if ep.path, err = waitPath(ctx, scenario, hosts); err != nil {
+		return nil, err
+	}
 	return ep, nil
 }
 
-// connectionCipher is the data-plane cipher suite of the host's
-// established connection, from `weave status connections --json` ("" when
-// it is not encrypted).
-func connectionCipher(ctx context.Context, w *weaveHost) (string, error) {
+// waitPath returns the path (fastdp, sleeve) that both hosts' status
+// reports for their connection, "" when status does not say (a weave
+// before the fast path). In scenario weave-fastdp it first waits up to 30
+// s for both to report the fast path.
+func waitPath(ctx context.Context, scenario string, hosts [2]*weaveHost) (string, error) {
+	var paths [2]string
+	read := func() (bool, string) {
+		for i, w := range hosts {
+			ci, err := connection(ctx, w)
+			if err != nil {
+				return false, err.Error()
+			}
+			paths[i] = ci.Path
+		}
+		fast := paths[0] == pathFastDP && paths[1] == pathFastDP
+		unknown := paths[0] == "" && paths[1] == ""
+		return fast || unknown || scenario != scenarioFastDP, fmt.Sprintf("connection paths %s %q, %s %q, want %s",
+			hosts[0].short, paths[0], hosts[1].short, paths[1], pathFastDP)
+	}
+	if err := poll(ctx, 30*time.Second, 250*time.Millisecond, read); err != nil {
+		return "", fmt.Errorf("%s: waiting for the fast path: %w\nweave.log: %s", scenario, err, hosts[0].logTail(5))
+	}
+	if paths[0] != paths[1] {
+		return paths[0] + "/" + paths[1], nil
+	}
+	return paths[0], nil
+}
+
+// pathFastDP is what status reports as the path of a connection on the
+// kernel fast path.
+const pathFastDP = "fastdp"
+
+// connInfo is what the bench reads of a connection's status.
+type connInfo struct {
+	State  string `json:"state"`
+	Cipher string `json:"cipher"` // data-plane cipher suite, "" when not encrypted
+	Path   string `json:"path"`   // fastdp or sleeve; "" from a weave before the fast path
+}
+
+// connection is the host's established connection, from `weave status
+// connections --json`.
+func connection(ctx context.Context, w *weaveHost) (connInfo, error) {
 	out, err := w.weave(ctx, "status", "connections", "--json")
 	if err != nil {
-		return "", err
+		return connInfo{}, err
 	}
-	var conns []struct {
-		State  string `json:"state"`
-		Cipher string `json:"cipher"`
-	}
+	var conns []connInfo
 	if err := json.Unmarshal([]byte(out), &conns); err != nil {
-		return "", fmt.Errorf("%s: weave status connections --json: %w: %q", w.short, err, lastLines(out, 3))
+		return connInfo{}, fmt.Errorf("%s: weave status connections --json: %w: %q", w.short, err, lastLines(out, 3))
 	}
 	for _, c := range conns {
 		if c.State == "established" {
-			return c.Cipher, nil
+			return c, nil
 		}
 	}
-	return "", fmt.Errorf("%s: no established connection in weave status connections", w.short)
+	return connInfo{}, fmt.Errorf("%s: no established connection in weave status connections", w.short)
 }
 
 // waitEstablished polls `weave status connections --json` until the host

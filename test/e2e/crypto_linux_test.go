@@ -197,24 +197,56 @@ func walkReport(t *testing.T, h *harness.Host, visit func(k string, v any) bool)
 }
 
 // TestMTU: a container that raises its MTU above the overlay's still gets
-// its traffic through (the router fragments, or sends ICMP "fragmentation
-// needed" and the sender adapts).
+// its traffic through.
+//
+// On the userspace path (sleeve) the router fragments, or sends ICMP
+// "fragmentation needed" and the sender adapts, even when only one end
+// raised its MTU. On the kernel fast path the VXLAN device answers an
+// oversized DF packet with "fragmentation needed" for the underlay's MTU
+// less the VXLAN headers, so senders adapt as long as the receiving
+// container's MTU is at least that (here both raise theirs to 1500); a
+// receiver left at the overlay MTU gets only what TCP's MSS already limits
+// (see the README's fast path section).
 func TestMTU(t *testing.T) {
 	t.Parallel()
-	_, _, _, c1, c2 := twoHosts(t, "")
-	if r := c1.Run(t.Context(), "ip", "link", "set", "ethwe", "mtu", "1500"); !r.OK() {
-		t.Fatalf("raise c1 MTU: %s", r)
-	}
-	harness.WaitFor(t, reachTimeout, func() (bool, string) {
-		p, err := c1.Ping("10.2.1.2", 1, "-s", "1450")
-		return err == nil && p.Received == 1, fmt.Sprintf("1450-byte ping from c1 (MTU 1500): %v %v", p, err)
-	})
-	data, _ := pattern(4 << 20)
-	for _, p := range [][2]*harness.Container{{c1, c2}, {c2, c1}} {
-		ip := map[*harness.Container]string{c1: "10.2.1.1", c2: "10.2.1.2"}[p[1]]
-		if _, err := harness.TCPTransfer(p[0].Netns, p[1].Netns, ip, data, 60*time.Second); err != nil {
-			t.Errorf("TCP %s -> %s with c1 at MTU 1500: %v", p[0].CName, p[1].CName, err)
-		}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		raise []int // which of c1, c2 get MTU 1500
+	}{
+		{"sleeve", []string{"--no-fastdp"}, []int{0}},
+		{"fastdp", nil, []int{0, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, h1, _, c1, c2 := twoHostsWith(t, "", tc.flags...)
+			cs := []*harness.Container{c1, c2}
+			for _, i := range tc.raise {
+				if r := cs[i].Run(t.Context(), "ip", "link", "set", "ethwe", "mtu", "1500"); !r.OK() {
+					t.Fatalf("raise %s MTU: %s", cs[i].CName, r)
+				}
+			}
+			harness.WaitFor(t, reachTimeout, func() (bool, string) {
+				p, err := c1.Ping("10.2.1.2", 1, "-s", "1450")
+				return err == nil && p.Received == 1, fmt.Sprintf("1450-byte ping from c1 (MTU 1500): %v %v", p, err)
+			})
+			data, _ := pattern(4 << 20)
+			for _, p := range [][2]*harness.Container{{c1, c2}, {c2, c1}} {
+				ip := map[*harness.Container]string{c1: "10.2.1.1", c2: "10.2.1.2"}[p[1]]
+				if _, err := harness.TCPTransfer(p[0].Netns, p[1].Netns, ip, data, 60*time.Second); err != nil {
+					t.Errorf("TCP %s -> %s with raised MTUs: %v", p[0].CName, p[1].CName, err)
+				}
+			}
+			var conns []api.Connection
+			if err := h1.StatusJSON("connections", &conns); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range conns {
+				if c.State == "established" && c.Path != tc.name {
+					t.Errorf("h1's connection is on path %q (%s), want %s", c.Path, c.PathReason, tc.name)
+				}
+			}
+		})
 	}
 }
 

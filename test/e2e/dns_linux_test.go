@@ -536,8 +536,10 @@ func TestDNSDockerWebDB(t *testing.T) {
 	cl2, _ := attached(t, l, h2, "cl")
 	both := []*harness.Container{cl1, cl2}
 
-	start := time.Now()
 	db := weaveRun(t, h1, label, nil, "--name", "db-"+l.ID(), "-h", "db.weave.local", img, "db")
+	// weave run returns once the container is attached and its name is
+	// in the table: the bound is on propagation, not on docker run.
+	start := time.Now()
 	dbIP := containerAddr(t, h1, db).String()
 	within(t, "db.weave.local answered on both hosts after weave run", waitAnswers(t, start, "db.weave.local", []string{dbIP}, both...), propagationBound)
 
