@@ -15,7 +15,10 @@ type Device interface {
 	// bufs[i][offset:], its length into sizes[i]. It blocks until at least
 	// one frame is read and returns how many were.
 	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
-	// Write writes each bufs[i][offset:] as one frame.
+	// Write writes each bufs[i][offset:] as one frame. It may overwrite
+	// bufs[i][:offset]: a device that puts a header in front of each frame
+	// (VNetTAP's virtio header) writes it there when offset leaves room for
+	// it, instead of copying the frame.
 	Write(bufs [][]byte, offset int) (n int, err error)
 	// BatchSize is the most frames one Read returns.
 	BatchSize() int

@@ -247,7 +247,9 @@ func TestTAPCarriesContainerFrames(t *testing.T) {
 	defer conn.Close()
 	payload := []byte("hello from the tap")
 	frame := udpFrame(iface.MAC, net.HardwareAddr{2, 0, 0, 0, 0, 0x99}, netip.MustParseAddr("10.105.1.99"), addr.Addr(), 4444, 5555, payload)
-	if _, err := tap.Write([][]byte{append(make([]byte, 16), frame...)}, 16); err != nil {
+	// Headroom full of garbage: a VNetTAP writes its virtio header there
+	// (it must clear it) and the frame from there, without a copy.
+	if _, err := tap.Write([][]byte{append(bytes.Repeat([]byte{0xee}, 16), frame...)}, 16); err != nil {
 		t.Fatal(err)
 	}
 	conn.SetReadDeadline(time.Now().Add(hangGuard))

@@ -114,13 +114,24 @@ func (t *VNetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write writes each bufs[i][offset:] as one frame, joining consecutive
-// segments of one TCP flow into one super-frame (one write) where it can.
+// segments of one TCP flow into one super-frame (one write) where it can. A
+// frame written alone with offset >= 10 gets its virtio header in
+// bufs[i][offset-10:offset] and is written from there, without a copy.
 func (t *VNetTAP) Write(bufs [][]byte, offset int) (int, error) {
 	for i := 0; i < len(bufs); {
 		n, first := coalesce(bufs[i:], offset)
 		var m int
 		if n > 1 {
 			m = buildSuper(t.wbuf, bufs[i:i+n], offset, first)
+		} else if offset >= vnetHdrLen {
+			// the header goes in the caller's headroom: no copy
+			pkt := bufs[i][offset-vnetHdrLen:]
+			clear(pkt[:vnetHdrLen])
+			if _, err := t.f.Write(pkt); err != nil {
+				return i, fmt.Errorf("write tap %s: %w", t.name, err)
+			}
+			i++
+			continue
 		} else {
 			f := bufs[i][offset:]
 			if len(f) > len(t.wbuf)-vnetHdrLen {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/netdev"
+	"github.com/weavelab/weave/router/overlay/bind"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
 
@@ -69,6 +70,11 @@ type Config struct {
 	// with ICMP or lets the kernel fragment, instead of the bridge dropping
 	// them silently.
 	Device netdev.Device
+	// Bind is the UDP side; nil listens on BindAddr:UDPPort (bind.Listen,
+	// with SocketBuffer). The overlay closes it in Close. Path MTU probes
+	// leave by a raw socket beside the bind, so an injected Bind gets none
+	// (connections use the underlay MTU).
+	Bind bind.Bind
 	// Routes returns the current routes; called per batch of frames, so it
 	// must be cheap (an atomic load). Required.
 	Routes func() RouteTable
@@ -102,6 +108,12 @@ type Config struct {
 	// Workers is the number of send workers (flows are hashed onto them);
 	// default GOMAXPROCS, at most 8.
 	Workers int
+	// Openers is how many goroutines open (decrypt) received datagrams in
+	// parallel, frames staying in order (see receive.go). 1: the UDP reader
+	// does everything itself. Default: 1 below 4 CPUs (on two cores the
+	// hand-offs cost more CPU than the parallel opening saves: measured
+	// with test/bench), else Workers.
+	Openers int
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size requested (default 8 MiB).
 	SocketBuffer int
 	// UDPOffload sends runs of datagrams to one peer as one message with
@@ -217,6 +229,12 @@ func (c *Config) fill() error {
 	}
 	if c.Workers <= 0 {
 		c.Workers = min(runtime.GOMAXPROCS(0), 8)
+	}
+	if c.Openers <= 0 {
+		c.Openers = 1
+		if runtime.GOMAXPROCS(0) >= 4 {
+			c.Openers = c.Workers
+		}
 	}
 	if c.SocketBuffer <= 0 {
 		c.SocketBuffer = d.SocketBuffer

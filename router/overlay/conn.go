@@ -312,7 +312,7 @@ func (c *conn) sendHeartbeat(t encap.Type, value uint64) {
 	if err := c.seal(&d); err != nil {
 		return
 	}
-	if _, err := c.o.udp.WriteToUDP(d, c.addr.Load()); err != nil {
+	if err := c.o.writeTo(d, c.addr.Load().AddrPort()); err != nil {
 		c.o.cfg.Logger.Debug("overlay: heartbeat send failed", "peer", c.remote.String(), "err", err)
 	}
 }

@@ -40,19 +40,27 @@ func (o *Overlay) deviceLoop(ctx context.Context) {
 			continue
 		}
 		now := o.clock.Load()
+		// A small batch (a ping, a request) goes out on this goroutine
+		// when its worker is idle: no hand-off on the latency path. Bulk
+		// reads go to the workers, which seal and send in parallel.
+		inline := n <= inlineBatch
 		for i := range n {
 			p := o.getPacket(sizes[i])
 			p.n = copy(p.buf, bufs[i][:sizes[i]])
-			if !o.fromDevice(ctx, p, now, icmp) {
+			if !o.fromDevice(ctx, p, now, icmp, inline) {
 				o.putPacket(p)
 			}
 		}
 	}
 }
 
+// inlineBatch is the largest device read whose frames may be sent without
+// a hand-off to the send workers.
+const inlineBatch = 4
+
 // fromDevice handles one frame read from the device. It returns true when
-// it took ownership of p (queued it), false when p may be reused.
-func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []byte) bool {
+// it took ownership of p (queued or sent it), false when p may be reused.
+func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []byte, inline bool) bool {
 	frame := p.buf[:p.n]
 	if p.n < ethHeader {
 		o.stats.drop(nil, dropRunt, 1)
@@ -74,7 +82,7 @@ func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []b
 	}
 	if p.n > o.cfg.MTU+ethHeader {
 		if m := fragNeeded(icmp, frame, o.cfg.MTU); m > 0 {
-			o.writeDevice([][]byte{icmp[:m]})
+			o.writeDevice([][]byte{icmp[:m]}, 0)
 			o.stats.fragNeeded.Add(1)
 			return false
 		}
@@ -82,17 +90,17 @@ func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []b
 		// it); the kernel fragments the datagram on the underlay.
 	}
 	p.src, p.dst, p.from, p.hop = o.cfg.Peer, dst, identity.UnknownPeer, encap.DefaultHopLimit
-	select {
-	case o.workerFor(frame).in <- p:
+	w := o.workerFor(frame)
+	if inline && w.tryInline(p) {
 		return true
-	case <-ctx.Done():
-		return false
 	}
+	return w.enqueue(ctx, p, true)
 }
 
-// writeDevice writes frames to the device; serialised because the device
-// allows one writer at a time.
-func (o *Overlay) writeDevice(frames [][]byte) {
+// writeDevice writes each frames[i][offset:] to the device (which may use
+// frames[i][:offset] as headroom); serialised because the device allows one
+// writer at a time.
+func (o *Overlay) writeDevice(frames [][]byte, offset int) {
 	dev := o.cfg.Device
 	if dev == nil || len(frames) == 0 {
 		return
@@ -100,7 +108,7 @@ func (o *Overlay) writeDevice(frames [][]byte) {
 	o.devMu.Lock()
 	defer o.devMu.Unlock()
 	for len(frames) > 0 {
-		n, err := dev.Write(frames, 0)
+		n, err := dev.Write(frames, offset)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
 				o.cfg.Logger.Debug("overlay: device write failed", "err", err)

@@ -247,7 +247,7 @@ func TestFastPathOverFakes(t *testing.T) {
 	waitPath(t, a, b.name, PathFastDP, "")
 	waitFor(t, hasEntry(fa, mac(2, 1), "127.0.0.3"))
 
-	a.routes.unicast[b.name] = identity.PeerName(99) // now through another peer
+	a.routes.setUnicast(b.name, identity.PeerName(99)) // now through another peer
 	waitFor(t, func() bool { return len(fa.Entries()) == 0 })
 	waitPath(t, a, b.name, PathSleeve, "not direct")
 }

@@ -41,7 +41,7 @@ func FuzzDecodeDatagram(f *testing.F) {
 		f.Add(pr)
 	}
 	from := b.ov.LocalAddr()
-	local := make([][]byte, 0, 64)
+	var out rxOut
 	f.Fuzz(func(t *testing.T, d []byte) {
 		d = append(make([]byte, 0, len(d)+encap.TagLen), d...)
 		if len(d) >= encap.HeaderLen {
@@ -52,11 +52,16 @@ func FuzzDecodeDatagram(f *testing.F) {
 				binary.BigEndian.PutUint32(d[4:8], sealed.localIndex)
 			}
 		}
-		local = a.ov.handleDatagram(d, from, 1, local[:0])
-		for _, fr := range local {
-			if len(fr) < 14 {
+		a.ov.handleDatagram(d, from, 1, &out)
+		for _, fr := range out.local {
+			if len(fr) < encap.FrameHeaderLen+14 {
 				t.Fatalf("runt frame of %d bytes delivered", len(fr))
 			}
 		}
+		out.local = out.local[:0]
+		for _, p := range out.relay {
+			a.ov.putPacket(p)
+		}
+		out.relay = out.relay[:0]
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,26 +22,116 @@ import (
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
 	"github.com/weavelab/weave/router/netdev/netdevtest"
+	"github.com/weavelab/weave/router/overlay/bind"
+	"github.com/weavelab/weave/router/overlay/bind/bindtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The hosts of a test talk over in-memory binds on testNet, or with
+// -overlay.udp over real UDP sockets on loopback (each host its own
+// 127.0.0.x); tests that need the kernel (path MTU probes, netns, socket
+// options) ask for real sockets with realSocket.
+var (
+	realUDP = flag.Bool("overlay.udp", false, "run the overlay tests over UDP sockets on loopback instead of in-memory binds")
+	testNet = bindtest.NewNet()
+)
+
+// realSocket makes a host use a real UDP socket.
+func realSocket(c *Config) { c.Bind = nil }
+
+// endpoint is a test's own UDP endpoint beside the hosts (a spoofer, a
+// sender of hand-made datagrams), on the hosts' network.
+type endpoint struct {
+	b bind.Bind
+}
+
+func newEndpoint(t testing.TB, ip [4]byte) *endpoint {
+	t.Helper()
+	var b bind.Bind
+	var err error
+	addr := netip.AddrPortFrom(netip.AddrFrom4(ip), 0)
+	if *realUDP {
+		b, err = bind.Listen(addr, bind.Options{})
+	} else {
+		b, err = testNet.Listen(addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &endpoint{b: b}
+}
+
+func (e *endpoint) addr() netip.AddrPort { return e.b.LocalAddr() }
+
+// send sends d to the host h.
+func (e *endpoint) send(t testing.TB, d []byte, to netip.AddrPort) {
+	t.Helper()
+	if _, err := e.b.WriteBatch([]bind.Message{{Buffers: [][]byte{d}, Addr: to}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recv waits up to timeout for a datagram and returns its size; on timeout
+// it closes the endpoint and returns an error.
+func (e *endpoint) recv(timeout time.Duration) (int, error) {
+	type result struct {
+		n   int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		msgs := []bind.Message{{Buffers: [][]byte{make([]byte, 65536)}}}
+		n, err := e.b.ReadBatch(msgs)
+		if n > 0 {
+			ch <- result{msgs[0].N, nil}
+			return
+		}
+		ch <- result{0, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.n, r.err
+	case <-time.After(timeout):
+		e.b.Close()
+		<-ch
+		return 0, errors.New("nothing received")
+	}
+}
 
 // safety bounds a wait for something that must happen; hitting it is a
 // failure, not a timing measurement.
 const safety = 10 * time.Second
 
 // fakeRoutes is a static route table.
+// fakeRoutes are routes a test sets; tests that change them while the
+// overlay runs do so under mu (setUnicast).
 type fakeRoutes struct {
+	mu        sync.Mutex
 	unicast   map[identity.PeerName]identity.PeerName
 	broadcast map[identity.PeerName][]identity.PeerName
 }
 
 func (r *fakeRoutes) Unicast(dst identity.PeerName) (identity.PeerName, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	n, ok := r.unicast[dst]
 	return n, ok
 }
 
-func (r *fakeRoutes) Broadcast(src identity.PeerName) []identity.PeerName { return r.broadcast[src] }
+func (r *fakeRoutes) Broadcast(src identity.PeerName) []identity.PeerName {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.broadcast[src]
+}
+
+// setUnicast changes a route while the overlay may be reading routes.
+func (r *fakeRoutes) setUnicast(dst, next identity.PeerName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unicast[dst] = next
+}
 
 // events records a connection's overlay events.
 type events struct {
@@ -97,6 +189,7 @@ type host struct {
 	name   identity.PeerName
 	ov     *Overlay
 	dev    *netdevtest.Fake // the test's end
+	bind   *bindtest.Fake   // nil over a real socket
 	frames chan []byte      // frames the overlay wrote to the device
 	routes *fakeRoutes
 	events map[identity.PeerName]*events
@@ -126,8 +219,20 @@ func newHostIn(t testing.TB, i int, ns *netns.NsHandle, mod func(*Config)) *host
 	cfg.Routes = func() RouteTable { return h.routes }
 	cfg.HeartbeatInterval = 20 * time.Millisecond
 	cfg.Workers = 2
+	cfg.Openers = 2 // the receive pipeline, whatever the CPUs
+	if ns == nil && !*realUDP {
+		fb, err := testNet.Listen(netip.AddrPortFrom(cfg.BindAddr, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Bind, h.bind = fb, fb
+	}
 	if mod != nil {
 		mod(&cfg)
+	}
+	if cfg.Bind == nil && h.bind != nil {
+		h.bind.Close() // the test asked for a real socket
+		h.bind = nil
 	}
 	ov, err := newIn(ns, cfg)
 	if err != nil {

@@ -5,16 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/overlay/bind"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
 
@@ -25,21 +23,16 @@ var _ mesh.Overlay = (*Overlay)(nil)
 // for concurrent use.
 //
 // Goroutines (all owned, stopped by Close): one device reader, Workers send
-// workers, one UDP receiver, one maintenance loop (heartbeats, timeouts,
+// workers, the receive pipeline (one UDP reader and, with Openers > 1,
+// that many openers and one deliverer: see receive.go), one maintenance loop (heartbeats, timeouts,
 // path MTU discovery, MAC expiry).
 type Overlay struct {
 	cfg Config
 
-	udp    *net.UDPConn
-	pc     *ipv4.PacketConn
+	bind   bind.Bind
 	lad    netip.AddrPort
-	prober prober        // nil: no path MTU discovery (no CAP_NET_RAW)
-	gso    atomic.Bool   // send workers may use UDP GSO
-	gro    bool          // the socket passes runs of datagrams (UDP GRO)
-	groRun atomic.Uint64 // buffers that held several datagrams (tests)
-	// testRefuseGSO makes GSO messages invalid so the kernel refuses them
-	// (tests of the fallback).
-	testRefuseGSO atomic.Bool
+	prober prober      // nil: no path MTU discovery (no CAP_NET_RAW)
+	gso    atomic.Bool // send workers may send offloaded runs (UDP GSO)
 
 	conns    connTable
 	macs     *macTable
@@ -52,6 +45,7 @@ type Overlay struct {
 	peersMu sync.Mutex
 
 	workers []*worker
+	rx      *rxPipeline
 	// Packets come in two sizes so that the common frame does not carry
 	// (and the pool does not clear) a 64 KiB buffer.
 	smallPool, bigPool sync.Pool
@@ -79,24 +73,26 @@ type packet struct {
 	hop  uint8
 }
 
-// New validates cfg and binds the UDP socket (so a port in use is reported
-// here). It starts no goroutines.
+// New validates cfg and binds the UDP socket unless cfg.Bind is set (so a
+// port in use is reported here). It starts no goroutines.
 func New(cfg Config) (*Overlay, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.BindAddr, uint16(cfg.UDPPort))))
-	if err != nil {
-		return nil, fmt.Errorf("overlay: listen udp %s:%d: %w", cfg.BindAddr, cfg.UDPPort, err)
-	}
-	if err := tuneSocket(udp, cfg.SocketBuffer); err != nil {
-		cfg.Logger.Warn("overlay: socket tuning incomplete", "err", err)
+	b, ownSocket := cfg.Bind, false
+	if b == nil {
+		var err error
+		b, err = bind.Listen(netip.AddrPortFrom(cfg.BindAddr, uint16(cfg.UDPPort)),
+			bind.Options{SocketBuffer: cfg.SocketBuffer, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("overlay: %w", err)
+		}
+		ownSocket = true
 	}
 	o := &Overlay{
 		cfg:   cfg,
-		udp:   udp,
-		pc:    ipv4.NewPacketConn(udp),
-		lad:   udp.LocalAddr().(*net.UDPAddr).AddrPort(),
+		bind:  b,
+		lad:   b.LocalAddr(),
 		macs:  newMACTable(cfg.MACTableSize),
 		stats: newStatsTable(),
 	}
@@ -114,22 +110,27 @@ func New(cfg Config) (*Overlay, error) {
 	if cfg.FastPath != nil {
 		o.fastProg = newFastProgrammer(cfg.FastPath, cfg.Logger)
 	}
-	o.gso.Store(cfg.UDPOffload && udpGSOSupported(udp))
+	o.gso.Store(cfg.UDPOffload && b.Caps().GSO)
 	if cfg.UDPOffload && !o.gso.Load() {
 		cfg.Logger.Info("overlay: no UDP segmentation offload (UDP_SEGMENT) on this kernel; sending datagrams one by one")
 	}
-	o.gro = enableUDPGRO(udp)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(newCollector(o.stats, o.connStates, o.macs)); err != nil {
-			udp.Close()
+			b.Close()
 			return nil, fmt.Errorf("overlay: register metrics: %w", err)
 		}
 	}
-	if cfg.prober != nil {
+	// Probes leave by a raw socket beside the data socket, so only an
+	// overlay on its own socket probes unless a prober is injected.
+	switch {
+	case cfg.prober != nil:
 		o.prober = cfg.prober
-	} else if o.prober, err = newProber(cfg.BindAddr); err != nil {
-		o.prober = nil
-		cfg.Logger.Warn("overlay: no path MTU discovery; connections use the underlay MTU and let the kernel fragment", "err", err)
+	case ownSocket:
+		var err error
+		if o.prober, err = newProber(cfg.BindAddr); err != nil {
+			o.prober = nil
+			cfg.Logger.Warn("overlay: no path MTU discovery; connections use the underlay MTU and let the kernel fragment", "err", err)
+		}
 	}
 	return o, nil
 }
@@ -160,7 +161,14 @@ func (o *Overlay) Start(ctx context.Context) error {
 	for _, w := range o.workers {
 		o.goroutine(func() { w.run(ctx) })
 	}
+	o.rx = newRxPipeline(o.rxBatches())
 	o.goroutine(func() { o.receiveLoop(ctx) })
+	if o.cfg.Openers > 1 {
+		for range o.cfg.Openers {
+			o.goroutine(func() { o.openLoop(ctx) })
+		}
+		o.goroutine(func() { o.deliverLoop(ctx) })
+	}
 	if o.cfg.Device != nil {
 		o.goroutine(func() { o.deviceLoop(ctx) })
 	}
@@ -171,7 +179,7 @@ func (o *Overlay) Start(ctx context.Context) error {
 	// Unblock the blocking reads when ctx ends.
 	o.goroutine(func() {
 		<-ctx.Done()
-		o.udp.Close()
+		o.bind.Close()
 		if o.cfg.Device != nil {
 			o.cfg.Device.Close()
 		}
@@ -207,7 +215,7 @@ func (o *Overlay) Close() error {
 	if cancel != nil {
 		cancel()
 	} else {
-		o.udp.Close()
+		o.bind.Close()
 		if o.cfg.Device != nil {
 			o.cfg.Device.Close()
 		}

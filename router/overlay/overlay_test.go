@@ -189,16 +189,8 @@ func TestForgedAndReplayed(t *testing.T) {
 			connectKeys(t, a, b, suite, &x, &y)
 			waitEstablished(t, a, b)
 			bc := b.ov.conns.all()[0]
-			send := func(d []byte) {
-				u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(b.ov.LocalAddr()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer u.Close()
-				if _, err := u.Write(d); err != nil {
-					t.Fatal(err)
-				}
-			}
+			ep := newEndpoint(t, [4]byte{127, 0, 0, 97})
+			send := func(d []byte) { ep.send(t, d, b.ov.LocalAddr()) }
 			// forged: right header, garbage sealed payload
 			d := make([]byte, encap.HeaderLen+40)
 			(&encap.Header{Type: encap.TypeFrames, Receiver: bc.localIndex, Sender: a.name, Counter: 1 << 30}).Put(d)

@@ -305,7 +305,7 @@ func (c *conn) onProbe(payload []byte, size int) {
 	if err := c.seal(&d); err != nil {
 		return
 	}
-	if _, err := c.o.udp.WriteToUDP(d, c.addr.Load()); err != nil {
+	if err := c.o.writeTo(d, c.addr.Load().AddrPort()); err != nil {
 		c.o.cfg.Logger.Debug("overlay: probe-ack send failed", "peer", c.remote.String(), "err", err)
 	}
 }

@@ -88,7 +88,7 @@ func TestPMTUDecided(t *testing.T) {
 // TestPMTUOverLoopback: two overlays on loopback (MTU 65536) with a 1500
 // underlay settle at 1500 and report it.
 func TestPMTUOverLoopback(t *testing.T) {
-	a, b := newHost(t, 30, nil), newHost(t, 31, nil)
+	a, b := newHost(t, 30, realSocket), newHost(t, 31, realSocket)
 	if a.ov.prober == nil {
 		t.Fatal("no raw socket for probes: run the tests as root (CAP_NET_RAW)")
 	}

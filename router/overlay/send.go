@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/router/overlay/bind"
 	"github.com/weavelab/weave/router/overlay/encap"
 )
 
@@ -28,18 +30,26 @@ type pending struct {
 
 // worker packs frames into datagrams per next-hop connection, seals them
 // and sends them with sendmmsg. Each flow hashes to one worker, so frames of
-// a flow keep their order. All state is the worker's own: no locks.
+// a flow keep their order.
+//
+// Frames reach a worker by its queue (in), handled by its goroutine, or,
+// to spare a small batch the hand-off (latency), inline on the producer's
+// goroutine (tryInline) when nothing is queued. mu is held while either
+// works on the fields below it; queued counts the packets put in the queue
+// and not yet sent, so an inline frame never overtakes a queued one.
 type worker struct {
-	o    *Overlay
-	in   chan *packet
-	bufs [][]byte // datagram buffers
-	free []int    // indexes of free buffers
+	o      *Overlay
+	in     chan *packet
+	queued atomic.Int64
+
+	mu   sync.Mutex // guards everything below
+	bufs [][]byte   // datagram buffers
+	free []int      // indexes of free buffers
 	open []pending
-	msgs []ipv4.Message
+	msgs []bind.Message
 	held []int      // buffer indexes of the datagrams in msgs
 	dest []*conn    // connection of each msg
 	iov  [][][]byte // Buffers of each msg: one datagram, or several with UDP GSO
-	oob  [][]byte   // control message of each msg (UDP_SEGMENT)
 	// per msg with UDP GSO: datagram size, total bytes, whether a shorter
 	// datagram already ended it
 	segSize, segBytes []int
@@ -53,11 +63,10 @@ func newWorker(o *Overlay) *worker {
 		o:    o,
 		in:   make(chan *packet, workerQueue),
 		bufs: make([][]byte, workerBuffers),
-		msgs: make([]ipv4.Message, 0, sendBatch),
+		msgs: make([]bind.Message, 0, sendBatch),
 		held: make([]int, 0, sendBatch),
 		dest: make([]*conn, 0, sendBatch),
 		iov:  make([][][]byte, sendBatch),
-		oob:  make([][]byte, sendBatch),
 
 		segSize:  make([]int, sendBatch),
 		segBytes: make([]int, sendBatch),
@@ -69,8 +78,7 @@ func newWorker(o *Overlay) *worker {
 		w.free = append(w.free, i)
 	}
 	for i := range w.iov {
-		w.iov[i] = make([][]byte, 0, maxGSOSegments)
-		w.oob[i] = make([]byte, udpSegmentOOBLen)
+		w.iov[i] = make([][]byte, 0, bind.MaxGSOSegments)
 	}
 	return w
 }
@@ -81,8 +89,10 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case p := <-w.in:
+			w.mu.Lock()
 			rt := w.o.routes()
 			w.handle(rt, p)
+			handled := int64(1)
 			// Drain what queued up meanwhile so frames share datagrams and
 			// datagrams share syscalls.
 		drain:
@@ -90,19 +100,65 @@ func (w *worker) run(ctx context.Context) {
 				select {
 				case p := <-w.in:
 					w.handle(rt, p)
+					handled++
 				default:
 					break drain
 				}
 			}
-			w.finishAll()
-			w.flush()
-			for _, p := range w.done {
-				w.o.putPacket(p)
-			}
-			clear(w.done)
-			w.done = w.done[:0]
+			w.sendLocked()
+			w.queued.Add(-handled)
+			w.mu.Unlock()
 		}
 	}
+}
+
+// sendLocked seals and sends the open datagrams and recycles the packets
+// handled. w.mu must be held.
+func (w *worker) sendLocked() {
+	w.finishAll()
+	w.flush()
+	for _, p := range w.done {
+		w.o.putPacket(p)
+	}
+	clear(w.done)
+	w.done = w.done[:0]
+}
+
+// enqueue hands p to the worker's goroutine, blocking while the queue is
+// full unless block is false (then p is not taken: false) or ctx ends.
+func (w *worker) enqueue(ctx context.Context, p *packet, block bool) bool {
+	w.queued.Add(1)
+	if block {
+		select {
+		case w.in <- p:
+			return true
+		case <-ctx.Done():
+		}
+	} else {
+		select {
+		case w.in <- p:
+			return true
+		default:
+		}
+	}
+	w.queued.Add(-1)
+	return false
+}
+
+// tryInline sends p on the caller's goroutine when the worker has nothing
+// queued and is not working; it reports whether it did (p is then
+// recycled). Otherwise the caller enqueues p.
+func (w *worker) tryInline(p *packet) bool {
+	if w.queued.Load() != 0 || !w.mu.TryLock() {
+		return false
+	}
+	defer w.mu.Unlock()
+	if w.queued.Load() != 0 {
+		return false
+	}
+	w.handle(w.o.routes(), p)
+	w.sendLocked()
+	return true
 }
 
 // handle routes one packet and adds it to the datagram of each next hop.
@@ -169,7 +225,7 @@ func (w *worker) sendTo(next identity.PeerName, p *packet) {
 func (w *worker) tooBig(c *conn, p *packet) bool {
 	if p.from == identity.UnknownPeer && p.dst != identity.UnknownPeer {
 		if m := fragNeeded(w.icmp, p.buf[:p.n], c.frameMTU()); m > 0 {
-			w.o.writeDevice([][]byte{w.icmp[:m]})
+			w.o.writeDevice([][]byte{w.icmp[:m]}, 0)
 			w.o.stats.fragNeeded.Add(1)
 			return false
 		}
@@ -232,13 +288,6 @@ func (w *worker) finish(i int) {
 		w.msgs[k].Buffers = w.iov[k]
 		w.segBytes[k] += len(d)
 		w.segEnded[k] = len(d) < w.segSize[k]
-		if len(w.iov[k]) == 2 {
-			size := w.segSize[k]
-			if w.o.testRefuseGSO.Load() {
-				size = 1 // the kernel refuses this (EINVAL): tests the fallback
-			}
-			w.msgs[k].OOB = putUDPSegment(w.oob[k], size)
-		}
 		return
 	}
 	if len(w.msgs) == sendBatch {
@@ -247,22 +296,15 @@ func (w *worker) finish(i int) {
 	w.held = append(w.held, bi)
 	k := len(w.msgs)
 	w.iov[k] = append(w.iov[k][:0], d)
-	w.msgs = append(w.msgs, ipv4.Message{Buffers: w.iov[k], Addr: c.addr.Load()})
+	w.msgs = append(w.msgs, bind.Message{Buffers: w.iov[k], Addr: c.addr.Load().AddrPort()})
 	w.dest = append(w.dest, c)
 	w.segSize[k], w.segBytes[k], w.segEnded[k] = len(d), len(d), false
 }
 
-// UDP GSO limits: the kernel takes at most 64 segments per message, and
-// the message must fit one (64 KiB) UDP datagram.
-const (
-	maxGSOSegments = 64
-	maxGSOBytes    = 65000
-)
-
 // gsoFits says whether a datagram of n bytes for c may join message k.
 func (w *worker) gsoFits(k int, c *conn, n int) bool {
-	return !w.segEnded[k] && n <= w.segSize[k] && len(w.iov[k]) < maxGSOSegments &&
-		w.segBytes[k]+n <= maxGSOBytes &&
+	return !w.segEnded[k] && n <= w.segSize[k] && len(w.iov[k]) < bind.MaxGSOSegments &&
+		w.segBytes[k]+n <= bind.MaxGSOBytes &&
 		w.segSize[k] <= c.pathMTU()-ipv4Header-udpHeader // the kernel does not fragment GSO segments
 }
 
@@ -275,7 +317,7 @@ func (w *worker) finishAll() {
 // flush sends the queued datagrams and frees their buffers.
 func (w *worker) flush() {
 	for sent := 0; sent < len(w.msgs); {
-		n, err := w.o.pc.WriteBatch(w.msgs[sent:], 0)
+		n, err := w.o.bind.WriteBatch(w.msgs[sent:])
 		if err != nil && len(w.msgs[sent].Buffers) > 1 && !errors.Is(err, net.ErrClosed) {
 			w.sendSegments(sent, err)
 			n, err = 1, nil
@@ -294,7 +336,7 @@ func (w *worker) flush() {
 		sent += n
 	}
 	for i := range w.msgs {
-		w.msgs[i] = ipv4.Message{}
+		w.msgs[i] = bind.Message{}
 		clear(w.iov[i])
 		w.iov[i] = w.iov[i][:0]
 	}
@@ -307,21 +349,29 @@ func (w *worker) flush() {
 
 // sendSegments sends the datagrams of GSO message k one by one after the
 // kernel refused the message (err), so no datagram is lost to the refusal.
-// A refusal of segmentation itself (see gsoRefused) turns GSO off for good,
+// A refusal of segmentation itself (bind.ErrGSORefused) turns GSO off for good,
 // logged once; others (EMSGSIZE: the path narrowed; unreachable) leave it on.
 func (w *worker) sendSegments(k int, err error) {
-	if gsoRefused(err) && w.o.gso.CompareAndSwap(true, false) {
+	if errors.Is(err, bind.ErrGSORefused) && w.o.gso.CompareAndSwap(true, false) {
 		w.o.cfg.Logger.Warn("overlay: kernel refused UDP segmentation offload; sending datagrams one by one from now on",
 			"addr", w.msgs[k].Addr.String(), "err", err)
 	}
 	c := w.dest[k]
-	addr := w.msgs[k].Addr.(*net.UDPAddr)
+	addr := w.msgs[k].Addr
 	for _, d := range w.msgs[k].Buffers {
-		if _, err := w.o.udp.WriteToUDP(d, addr); err != nil {
+		if err := w.o.writeTo(d, addr); err != nil {
 			w.o.stats.drop(c.ctr, dropSendError, 1)
 			if errors.Is(err, syscall.EMSGSIZE) {
 				c.requestProbe()
 			}
 		}
 	}
+}
+
+// writeTo sends one datagram (heartbeats, probe acks, and datagrams of a
+// refused offloaded run).
+func (o *Overlay) writeTo(d []byte, addr netip.AddrPort) error {
+	msgs := [1]bind.Message{{Buffers: [][]byte{d}, Addr: addr}}
+	_, err := o.bind.WriteBatch(msgs[:])
+	return err
 }

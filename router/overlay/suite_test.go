@@ -3,7 +3,6 @@ package overlay
 import (
 	"crypto/rand"
 	"errors"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -125,22 +124,14 @@ func TestOtherSuiteCountsAsAuthDrop(t *testing.T) {
 				}
 				return d
 			}
-			u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(b.ov.LocalAddr()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
-			if _, err := u.Write(datagram(sealer(other), 1)); err != nil {
-				t.Fatal(err)
-			}
+			ep := newEndpoint(t, [4]byte{127, 0, 0, 96})
+			ep.send(t, datagram(sealer(other), 1), b.ov.LocalAddr())
 			waitFor(t, func() bool { return b.ov.Stats().Drops["auth"] == 1 })
 			b.expectNone(t)
 			if bc.opener.Epoch() != 0 {
 				t.Fatalf("a datagram of the other suite moved the receive epoch to %d", bc.opener.Epoch())
 			}
-			if _, err := u.Write(datagram(sealer(suite), 2)); err != nil {
-				t.Fatal(err)
-			}
+			ep.send(t, datagram(sealer(suite), 2), b.ov.LocalAddr())
 			b.expect(t, 2)
 			if d := b.ov.Stats().Drops; len(d) != 1 || d["auth"] != 1 {
 				t.Fatalf("drops %v, want auth 1 only", d)

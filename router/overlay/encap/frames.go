@@ -109,5 +109,17 @@ func (f *Frames) Next() (fh FrameHeader, frame []byte, ok bool) {
 	return fh, frame, true
 }
 
+// NextRecord is Next returning the whole record: the FrameHeaderLen bytes
+// of its header, then the frame. A caller that is done with the header may
+// use those bytes as headroom in front of the frame.
+func (f *Frames) NextRecord() (fh FrameHeader, rec []byte, ok bool) {
+	p := f.p
+	fh, frame, ok := f.Next()
+	if !ok {
+		return fh, nil, false
+	}
+	return fh, p[: FrameHeaderLen+len(frame) : FrameHeaderLen+len(frame)], true
+}
+
 // Err reports why iteration stopped early, nil at a clean end.
 func (f *Frames) Err() error { return f.err }

@@ -119,7 +119,7 @@ const PrevEpochGrace = 10 * time.Second
 // dropped before any cryptography, and a forged datagram of a known epoch
 // costs one failed AEAD open: no key derivation, no AEAD construction.
 // Every epoch uses the opener's one cipher suite. Safe for concurrent use
-// (one mutex per connection).
+// (one mutex per connection, not held while authenticating).
 type Opener struct {
 	suite handshake.Suite
 	mu    sync.Mutex
@@ -204,9 +204,18 @@ func (o *Opener) Open(h *Header, d []byte) ([]byte, error) {
 	if err := e.window.Check(h.Counter); err != nil {
 		return nil, err
 	}
+	// Authenticate without the lock, so that several goroutines open one
+	// connection's datagrams in parallel (an AEAD is safe for concurrent
+	// use and an epoch's key never changes); check the window again when
+	// marking, since a copy of d may have been opened meanwhile.
+	o.mu.Unlock()
 	p, err := e.aead.Open(d[HeaderLen:HeaderLen], nonceOf(d), d[HeaderLen:], d[:HeaderLen])
+	o.mu.Lock()
 	if err != nil {
 		return nil, ErrAuth
+	}
+	if err := e.window.Check(h.Counter); err != nil {
+		return nil, err
 	}
 	e.window.Mark(h.Counter)
 	if e == o.next {

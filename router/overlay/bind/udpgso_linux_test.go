@@ -1,4 +1,4 @@
-package overlay
+package bind
 
 import (
 	"encoding/binary"

@@ -1,6 +1,7 @@
-package overlay
+package bind
 
 import (
+	"net/netip"
 	"os"
 	"testing"
 
@@ -14,8 +15,12 @@ func TestSocketTuning(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("TestSocketTuning needs root (SO_RCVBUFFORCE); run the tests as root")
 	}
-	h := newHost(t, 26, func(c *Config) { c.SocketBuffer = 16 << 20 })
-	rc, err := h.ov.udp.SyscallConn()
+	u, err := Listen(netip.MustParseAddrPort("127.0.0.1:0"), Options{SocketBuffer: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	rc, err := u.conn.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
