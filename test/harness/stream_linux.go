@@ -42,6 +42,14 @@ func chachaSeed(seed, sub uint64) [32]byte {
 // holds no more than a buffer of the data, so size may be gigabytes. It
 // blocks until both ends finish or timeout passes.
 func TCPStream(from, to Netns, toIP string, size int64, seed uint64, timeout time.Duration) (Stream, error) {
+	return tcpSend(from, to, toIP, PatternReader(seed, size), size, timeout)
+}
+
+// tcpSend sends the size bytes of src over one TCP connection from
+// namespace from to a listener in namespace to on toIP, hashing on both
+// ends, and returns an error unless the receiver got exactly what was
+// sent. TCPStream and TCPTransfer share it.
+func tcpSend(from, to Netns, toIP string, src io.Reader, size int64, timeout time.Duration) (Stream, error) {
 	var s Stream
 	ln, err := to.Listen("tcp", net.JoinHostPort(toIP, "0"))
 	if err != nil {
@@ -77,7 +85,7 @@ func TCPStream(from, to Netns, toIP string, size int64, seed uint64, timeout tim
 	defer c.Close()
 	c.SetDeadline(deadline)
 	h := sha256.New()
-	n, werr := io.CopyBuffer(io.MultiWriter(c, h), PatternReader(seed, size), make([]byte, 256<<10))
+	n, werr := io.CopyBuffer(io.MultiWriter(c, h), src, make([]byte, 256<<10))
 	s.Sent = n
 	copy(s.SentSum[:], h.Sum(nil))
 	if werr == nil {
