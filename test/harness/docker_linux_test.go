@@ -92,13 +92,12 @@ func TestDockerImage(t *testing.T) {
 
 	sleepID, _ := start("sleep")
 	for _, id := range []string{dbID, webID, sleepID} {
-		begin := time.Now()
-		MustDocker(t, "stop", "-t", "20", id)
-		if d := time.Since(begin); d > 5*time.Second {
-			t.Errorf("docker stop %s took %v: SIGTERM not handled", id[:12], d)
-		}
+		// Without a SIGTERM handler pid 1 ignores the signal and docker
+		// kills it after the timeout: exit code 137, not 0. The time it
+		// takes is not asserted (a loaded machine stretches it).
+		MustDocker(t, "stop", "-t", "60", id)
 		if code := MustDocker(t, "inspect", "--format", "{{.State.ExitCode}}", id); code != "0" {
-			t.Errorf("container %s exited %s after SIGTERM, want 0", id[:12], code)
+			t.Errorf("container %s exited %s after SIGTERM, want 0 (137 means SIGTERM was not handled)", id[:12], code)
 		}
 	}
 }

@@ -29,7 +29,10 @@ import (
 	"time"
 )
 
-const dialTimeout = 2 * time.Second
+// dialTimeout leaves room for TCP's own SYN retransmissions (1 s, 3 s, 7 s):
+// a probe is a first connection, not a speed test, and on a loaded machine
+// the first SYN or ARP may wait behind other work.
+const dialTimeout = 10 * time.Second
 
 var commands = map[string]func(ctx context.Context, args []string) error{
 	"db":         runDB,
