@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/containerd/errdefs v1.0.0
+	github.com/containernetworking/cni v1.3.1
 	github.com/docker/docker v28.5.2+incompatible
 	github.com/gtank/ristretto255 v0.1.2
 	github.com/hashicorp/memberlist v0.7.0

@@ -78,6 +78,12 @@ func (r *Router) AttachRef(ctx context.Context, ref netdev.ContainerRef, prefixe
 		return nil, err
 	}
 	i := r.findLocked(c.ID)
+	if i >= 0 {
+		if had := r.recs[i].IfName; ref.IfName != "" && ref.IfName != had {
+			return nil, fmt.Errorf("already attached with interface %s", (netdev.ContainerRef{IfName: had}).IfaceName())
+		}
+		c.Ref.IfName = r.recs[i].IfName
+	}
 	if err := r.checkFreeLocked(prefixes, i); err != nil {
 		return nil, err
 	}
@@ -142,7 +148,7 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 		return nil, err
 	}
 	if existing != nil {
-		return nil, fmt.Errorf("already has an interface %s that this router did not make", netdev.ContainerIfName)
+		return nil, fmt.Errorf("already has an interface %s that this router did not make", c.Ref.IfaceName())
 	}
 	host := hostVethName(r.cfg.Bridge, c.Ref.String())
 	iface, err := c.CreateIface(host, r.bridge, r.cfg.MTU, r.cfg.HostMTU)
@@ -166,7 +172,7 @@ func (r *Router) createLocked(c *netdev.Container, prefixes []netip.Prefix) (*re
 		r.delHostRoutes(prefixes)
 		return undo(err)
 	}
-	rec := &record{ID: c.Ref.String(), NS: c.ID, HostVeth: host, MAC: iface.MAC.String(), Addrs: slices.Clone(prefixes)}
+	rec := &record{ID: c.Ref.String(), NS: c.ID, IfName: c.Ref.IfName, HostVeth: host, MAC: iface.MAC.String(), Addrs: slices.Clone(prefixes)}
 	if c.Ref.Kind == netdev.KindDocker {
 		rec.DockerPID = c.Ref.PID
 	}
@@ -257,6 +263,7 @@ func (r *Router) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick fu
 		return nil, errors.New("not attached")
 	}
 	rec := r.recs[i]
+	c.Ref.IfName = rec.IfName
 	for _, p := range listed {
 		if !slices.Contains(rec.Addrs, p) {
 			return nil, fmt.Errorf("not attached with %s", p)

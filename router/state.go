@@ -24,11 +24,13 @@ type record struct {
 	ID string `json:"id"` // canonical container ref (a Docker container's full ID)
 	// DockerPID is the init pid of a Docker container when attached (its
 	// namespace is /proc/PID/ns/net); 0 for netns: and pid: containers.
-	DockerPID int            `json:"docker_pid,omitempty"`
-	NS        netdev.NSID    `json:"netns"`
-	HostVeth  string         `json:"host_veth"`
-	MAC       string         `json:"mac"`
-	Addrs     []netip.Prefix `json:"addrs"`
+	DockerPID int         `json:"docker_pid,omitempty"`
+	NS        netdev.NSID `json:"netns"`
+	// IfName is the container's interface when not ethwe (a CNI pod's eth0).
+	IfName   string         `json:"ifname,omitempty"`
+	HostVeth string         `json:"host_veth"`
+	MAC      string         `json:"mac"`
+	Addrs    []netip.Prefix `json:"addrs"`
 }
 
 func (r *record) clone() *record {
@@ -40,9 +42,13 @@ func (r *record) clone() *record {
 // ref is the container reference the record was attached by.
 func (r *record) ref() (netdev.ContainerRef, error) {
 	if r.DockerPID != 0 {
-		return netdev.DockerContainer(r.ID, r.DockerPID), nil
+		ref := netdev.DockerContainer(r.ID, r.DockerPID)
+		ref.IfName = r.IfName
+		return ref, nil
 	}
-	return netdev.ParseContainer(r.ID)
+	ref, err := netdev.ParseContainer(r.ID)
+	ref.IfName = r.IfName
+	return ref, err
 }
 
 func (r *record) has(ip netip.Addr) bool {

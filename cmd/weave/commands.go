@@ -79,6 +79,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		a.dnsRemoveCommand(),
 		a.dnsLookupCommand(),
 		a.envCommand(),
+		a.setupCNICommand(),
 		a.waitIfaceCommand(),
 	)
 	return root

@@ -39,6 +39,8 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.DurationVar(&c.IPAllocGrace, "ipalloc-grace", c.IPAllocGrace, "how long a dead container's addresses are kept for it to come back")
 	fs.BoolVar(&c.NoDocker, "no-docker", false, "do not talk to the Docker Engine (netns: and pid: containers only)")
 	fs.BoolVar(&c.NoProxy, "no-proxy", false, "do not serve the Docker API proxy on $WEAVE_RUN_DIR/docker.sock (see weave env)")
+	fs.StringVar(&c.PluginName, "plugin-name", c.PluginName, "name of the Docker network and IPAM plugin (docker network create -d NAME --ipam-driver NAME); its socket is /run/docker/plugins/NAME.sock")
+	fs.BoolVar(&c.NoDefaultNetwork, "no-default-network", false, "do not create the Docker network \"weave\" at launch")
 	fs.BoolVar(&c.NoDNS, "no-dns", false, "do not run weaveDNS")
 	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
 	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address, IP:port; containers are pointed at it (port 53 only), so the default is a link-local address on the bridge that only this host's containers reach")

@@ -31,6 +31,9 @@ func init() {
 }
 
 func main() {
+	if isCNIPlugin(os.Args[0]) {
+		os.Exit(runCNIPlugin())
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -100,6 +100,13 @@ func (c *Client) AttachOpts(ctx context.Context, container string, addrs []strin
 	return resp.Addrs, err
 }
 
+// AttachRequest is the general form of Attach: any field of AttachRequest.
+func (c *Client) AttachRequest(ctx context.Context, req AttachRequest) ([]string, error) {
+	var resp AddrsResponse
+	err := c.do(ctx, http.MethodPost, PathAttach, req, &resp)
+	return resp.Addrs, err
+}
+
 // DNSAdd registers names (weave dns-add).
 func (c *Client) DNSAdd(ctx context.Context, req DNSRequest) ([]DNSEntry, error) {
 	var resp DNSResponse

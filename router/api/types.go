@@ -217,6 +217,9 @@ type AttachRequest struct {
 	Addrs     []string `json:"addrs,omitempty"`
 	// WithoutDNS: do not point the container's resolver at weaveDNS.
 	WithoutDNS bool `json:"without_dns,omitempty"`
+	// IfName names the container's interface when it is created (attach
+	// only; default ethwe): the CNI plugin passes the runtime's, e.g. eth0.
+	IfName string `json:"ifname,omitempty"`
 }
 
 // DNSRequest is the body of POST /dns/add and /dns/remove: weave dns-add
@@ -286,6 +289,10 @@ type AddrsRequest struct {
 type AddrsResponse struct {
 	Addrs []string `json:"addrs"`
 }
+
+// ExposeID is the ID of the ps entry holding the host's own addresses
+// (weave expose).
+const ExposeID = "weave:expose"
 
 // Container is one attached container as `weave ps` shows it.
 type Container struct {

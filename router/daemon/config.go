@@ -21,6 +21,7 @@ import (
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/daemon/firewall"
+	"github.com/weavelab/weave/router/plugin"
 )
 
 // Defaults that DefaultConfig fills in.
@@ -104,6 +105,14 @@ type Config struct {
 	NoDocker bool
 	// NoProxy: do not serve the Docker API proxy on $WEAVE_RUN_DIR/docker.sock.
 	NoProxy bool
+	// PluginName names the Docker network and IPAM plugin (its socket
+	// under PluginDir, and the driver of docker network create).
+	PluginName string
+	// PluginDir is where the plugin's socket goes; empty is Docker's
+	// /run/docker/plugins.
+	PluginDir string
+	// NoDefaultNetwork: do not create the Docker network "weave" at launch.
+	NoDefaultNetwork bool
 	// Accepted and stored for the DNS issue.
 	NoDNS            bool
 	DNSDomain        string
@@ -150,6 +159,7 @@ func DefaultConfig() Config {
 		RunDir:              envOr(EnvRunDir, DefaultRunDir),
 		StateDir:            envOr(EnvStateDir, DefaultStateDir),
 		Bridge:              DefaultBridge,
+		PluginName:          plugin.DefaultName,
 	}
 }
 
@@ -246,6 +256,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return bad("state dir %q: want an absolute path ($%s)", c.StateDir, EnvStateDir)
+	}
+	if err := plugin.CheckName(c.PluginName); err != nil {
+		return bad("--plugin-name: %w", err)
 	}
 	if c.Bridge == "" || len(c.Bridge) > 15 {
 		return bad("bridge name %q: want 1-15 characters", c.Bridge)

@@ -107,6 +107,12 @@ func (n *node) inspect(ctx context.Context, container string) (docker.Container,
 }
 
 func (n *node) Attach(ctx context.Context, container string, addrs []string, withoutDNS bool) ([]string, error) {
+	return n.AttachIface(ctx, container, "", addrs, withoutDNS)
+}
+
+// AttachIface is Attach with the container's interface named ifName
+// (empty: ethwe) when it is created.
+func (n *node) AttachIface(ctx context.Context, container, ifName string, addrs []string, withoutDNS bool) ([]string, error) {
 	specs, err := router.ParseAddrSpecs(addrs)
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", container, err)
@@ -115,6 +121,7 @@ func (n *node) Attach(ctx context.Context, container string, addrs []string, wit
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", container, err)
 	}
+	ref.IfName = ifName
 	got, err := n.attach(ctx, ref, id, specs)
 	if err != nil {
 		return nil, fmt.Errorf("attach %s: %w", container, err)
@@ -246,6 +253,11 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 		return err
 	}
 	removed, err := n.net.DetachRef(ctx, ref, pick, listed)
+	if errors.Is(err, netdev.ErrNoNamespace) && len(addrs) == 0 {
+		// The namespace went first (a CNI runtime may delete it before
+		// DEL): release now what would otherwise wait out the grace.
+		return n.releaseVanished(id, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -261,6 +273,28 @@ func (n *node) detach(ctx context.Context, container string, addrs []string) err
 	if len(as) == 0 {
 		n.gone.forget(id)
 	}
+	return nil
+}
+
+// releaseVanished frees the addresses and names of a container whose
+// namespace has gone; notFound is the error when it holds none.
+func (n *node) releaseVanished(id string, notFound error) error {
+	if err := n.net.Reconcile(); err != nil {
+		n.log.Warn("reconcile failed", "err", err)
+	}
+	n.dnsGone(id)
+	n.gone.forget(id)
+	var ips []netip.Addr
+	if n.ipam != nil {
+		for _, a := range n.ipam.Lookup(id) {
+			ips = append(ips, a.Addr)
+		}
+	}
+	if len(ips) == 0 {
+		return notFound
+	}
+	n.ipam.Release(id, ips...)
+	n.log.Info("released the addresses of a container whose namespace has gone", "container", id, "addrs", ips)
 	return nil
 }
 

@@ -294,6 +294,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}()
 		}
 	}
+	// The Docker network plugin, whenever there is a Docker client.
+	if eng, ok := n.docker.(*docker.Engine); ok {
+		startPlugin(ctx, cfg, n, rt, eng, &dockerWG, log)
+	}
 	if err := n.restoreTargets(cfg.Peers); err != nil {
 		return err
 	}
@@ -425,6 +429,7 @@ func (c Config) reportMap() map[string]any {
 		"no_dns": c.NoDNS, "dns_domain": c.DNSDomain, "dns_listen_address": c.DNSListenAddress, "dns_upstream": c.DNSUpstream,
 		"password": c.Password != nil, "network_salt": c.NetworkSalt != "", "peers": c.Peers,
 		"run_dir": c.RunDir, "state_dir": c.StateDir, "bridge": c.Bridge,
+		"plugin_name": c.PluginName, "no_default_network": c.NoDefaultNetwork,
 	}
 }
 

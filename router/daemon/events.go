@@ -152,6 +152,7 @@ func (e dockerEvents) OnResync() {
 // hold their addresses and then release them; it also notes the peers'
 // nicknames.
 func reconcileLoop(ctx context.Context, n *node, interval time.Duration) {
+	n.holdOrphans(ctx)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -163,6 +164,42 @@ func reconcileLoop(ctx context.Context, n *node, interval time.Duration) {
 				n.log.Debug("periodic reconcile", "err", err)
 			}
 			n.knownPeers() // remember nicknames while the peers are there
+		}
+	}
+}
+
+// holdOrphans holds for the grace period the addresses of namespace
+// containers (netns:, pid:) that have no attachment: their interface or
+// namespace went while the router was not running (a CNI DEL with the
+// router down), so no reconcile will see them go. Docker containers are
+// OnResync's.
+func (n *node) holdOrphans(ctx context.Context) {
+	if n.ipam == nil {
+		return
+	}
+	if err := n.net.Reconcile(); err != nil {
+		n.log.Debug("reconcile", "err", err)
+	}
+	as, err := n.net.PSRefs(ctx)
+	if err != nil {
+		n.log.Warn("cannot list attachments", "err", err)
+		return
+	}
+	attached := map[string]bool{ExposeID: true}
+	for _, a := range as {
+		attached[a.ID] = true
+	}
+	seen := map[string]bool{}
+	for _, a := range n.ipam.Allocs() {
+		if attached[a.ID] || seen[a.ID] {
+			continue
+		}
+		seen[a.ID] = true
+		if _, err := netdev.ParseContainer(a.ID); err != nil {
+			continue
+		}
+		if held := n.ipam.Hold(a.ID); held > 0 {
+			n.log.Info("container left while the router was not running; holding its addresses for the grace period", "container", a.ID)
 		}
 	}
 }

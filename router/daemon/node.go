@@ -93,7 +93,7 @@ type nodeInfo struct {
 var _ Control = (*node)(nil)
 
 // ExposeID is the ps entry of the host's own addresses (weave expose).
-const ExposeID = "weave:expose"
+const ExposeID = api.ExposeID
 
 func (n *node) Connect(ctx context.Context, peers []string, replace bool) error {
 	peers, err := ParsePeers(peers)

@@ -24,7 +24,9 @@ type Control interface {
 	Report(ctx context.Context) (api.Report, error)
 	Connect(ctx context.Context, peers []string, replace bool) error
 	Forget(ctx context.Context, peers []string) error
-	Attach(ctx context.Context, container string, addrs []string, withoutDNS bool) ([]string, error)
+	// AttachIface is attach with the container's interface named (empty:
+	// ethwe), as the CNI plugin asks.
+	AttachIface(ctx context.Context, container, ifName string, addrs []string, withoutDNS bool) ([]string, error)
 	Detach(ctx context.Context, container string, addrs []string) error
 	PS(ctx context.Context, containers []string) ([]api.Container, error)
 	Expose(ctx context.Context, addrs []string) ([]string, error)
@@ -138,7 +140,7 @@ func (h *handler) attach(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	addrs, err := h.ctl.Attach(r.Context(), req.Container, req.Addrs, req.WithoutDNS)
+	addrs, err := h.ctl.AttachIface(r.Context(), req.Container, req.IfName, req.Addrs, req.WithoutDNS)
 	h.done(w, r, api.AddrsResponse{Addrs: nonNilStrings(addrs)}, err)
 }
 

@@ -63,6 +63,10 @@ func (f *fakeControl) Connect(ctx context.Context, peers []string, replace bool)
 func (f *fakeControl) Forget(ctx context.Context, peers []string) error {
 	return f.record("forget %v", peers)
 }
+func (f *fakeControl) AttachIface(ctx context.Context, c, _ string, addrs []string, withoutDNS bool) ([]string, error) {
+	return f.Attach(ctx, c, addrs, withoutDNS)
+}
+
 func (f *fakeControl) Attach(ctx context.Context, c string, addrs []string, withoutDNS bool) ([]string, error) {
 	return f.attach, f.record("attach %s %v", c, addrs)
 }

@@ -43,6 +43,18 @@ type ContainerRef struct {
 	Name string // NAME for netns:NAME, else empty
 	PID  int    // N for pid:N, else 0
 	Path string // the namespace file
+	// IfName is the container's interface on the network; empty means
+	// ContainerIfName. It is not part of the container's identity (String):
+	// a CNI runtime names it (eth0), everything else uses ethwe.
+	IfName string
+}
+
+// IfaceName is the name of the container's interface on the network.
+func (c ContainerRef) IfaceName() string {
+	if c.IfName == "" {
+		return ContainerIfName
+	}
+	return c.IfName
 }
 
 // ParseContainer parses a CONTAINER argument. Its errors do not repeat s:

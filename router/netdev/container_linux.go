@@ -94,6 +94,11 @@ type Iface struct {
 // OpenContainer opens the namespace ref names. It refuses the router's own
 // namespace: attaching "the host" is what expose is for.
 func OpenContainer(ref ContainerRef) (*Container, error) {
+	if ref.IfName != "" {
+		if err := checkIfName(ref.IfName); err != nil {
+			return nil, err
+		}
+	}
 	fd, id, err := openNetns(ref)
 	if err != nil {
 		return nil, err
@@ -128,9 +133,10 @@ func (c *Container) Close() error {
 	return c.ns.Close()
 }
 
-// Iface returns the container's ethwe, or nil if it has none.
+// Iface returns the container's interface on the network (ethwe unless
+// the reference names another), or nil if it has none.
 func (c *Container) Iface() (*Iface, error) {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if isNotFound(err) {
 		return nil, nil
 	}
@@ -166,7 +172,7 @@ func (c *Container) CreateIface(hostName string, br *Bridge, mtu, hostMTU int) (
 	attrs.MTU = hostMTU
 	attrs.MasterIndex = brl.Attrs().Index
 	veth := netlink.NewVeth(attrs)
-	veth.PeerName = ContainerIfName
+	veth.PeerName = c.Ref.IfaceName()
 	veth.PeerMTU = uint32(mtu)
 	veth.PeerNamespace = netlink.NsFd(int(c.ns))
 	if err := netlink.LinkAdd(veth); err != nil {
@@ -190,12 +196,12 @@ func (c *Container) upIface(hostName string) (*Iface, error) {
 	if err := netlink.LinkSetUp(host); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", hostName, err)
 	}
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if err != nil {
 		return nil, err
 	}
 	if err := c.h.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("set %s up: %w", ContainerIfName, err)
+		return nil, fmt.Errorf("set %s up: %w", c.Ref.IfaceName(), err)
 	}
 	if lo, err := c.h.LinkByName("lo"); err == nil {
 		if err := c.h.LinkSetUp(lo); err != nil {
@@ -210,7 +216,7 @@ func (c *Container) upIface(hostName string) (*Iface, error) {
 	deadline := time.Now().Add(linkUpWait)
 	for time.Now().Before(deadline) {
 		h, herr := netlink.LinkByName(hostName)
-		cl, cerr := c.h.LinkByName(ContainerIfName)
+		cl, cerr := c.h.LinkByName(c.Ref.IfaceName())
 		if herr == nil && cerr == nil && h.Attrs().OperState == netlink.OperUp && cl.Attrs().OperState == netlink.OperUp {
 			break
 		}
@@ -225,7 +231,7 @@ const linkUpWait = 2 * time.Second
 // AddAddrs adds addresses to ethwe; the kernel adds the subnet route each
 // implies. All or nothing: on error the ones added are removed again.
 func (c *Container) AddAddrs(addrs []netip.Prefix) error {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if err != nil {
 		return err
 	}
@@ -242,7 +248,7 @@ func (c *Container) AddAddrs(addrs []netip.Prefix) error {
 
 // DelAddrs removes addresses from ethwe; absent ones are skipped.
 func (c *Container) DelAddrs(addrs []netip.Prefix) error {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if err != nil {
 		return err
 	}
@@ -258,7 +264,7 @@ func (c *Container) DelAddrs(addrs []netip.Prefix) error {
 // DeleteIface deletes ethwe, and with it the host end of the veth pair.
 // A missing ethwe is not an error.
 func (c *Container) DeleteIface() error {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if isNotFound(err) {
 		return nil
 	}
@@ -266,7 +272,7 @@ func (c *Container) DeleteIface() error {
 		return err
 	}
 	if err := c.h.LinkDel(link); err != nil && !isNotFound(err) {
-		return fmt.Errorf("delete %s: %w", ContainerIfName, err)
+		return fmt.Errorf("delete %s: %w", c.Ref.IfaceName(), err)
 	}
 	return nil
 }

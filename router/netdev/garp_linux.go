@@ -12,13 +12,13 @@ import (
 // Announce sends a gratuitous ARP request from ethwe for each IPv4 address,
 // so that peers on the network update stale neighbour entries at once.
 func (c *Container) Announce(addrs []netip.Prefix) error {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if err != nil {
 		return err
 	}
 	mac := link.Attrs().HardwareAddr
 	if len(mac) != 6 {
-		return fmt.Errorf("%s has no ethernet address", ContainerIfName)
+		return fmt.Errorf("%s has no ethernet address", c.Ref.IfaceName())
 	}
 	proto := htons(unix.ETH_P_ARP)
 	fd := -1

@@ -35,18 +35,18 @@ func (b *Bridge) EnsureServiceAddr(svc netip.Addr) error {
 // AddServiceRoute makes svc reachable from the container over ethwe, at the
 // given MAC (its host bridge's), without ARP.
 func (c *Container) AddServiceRoute(svc netip.Addr, mac net.HardwareAddr) error {
-	link, err := c.h.LinkByName(ContainerIfName)
+	link, err := c.h.LinkByName(c.Ref.IfaceName())
 	if err != nil {
 		return err
 	}
 	idx := link.Attrs().Index
 	neigh := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: net.IP(svc.AsSlice()), HardwareAddr: mac}
 	if err := c.h.NeighSet(neigh); err != nil {
-		return fmt.Errorf("neighbour %s on %s: %w", svc, ContainerIfName, err)
+		return fmt.Errorf("neighbour %s on %s: %w", svc, c.Ref.IfaceName(), err)
 	}
 	route := &netlink.Route{LinkIndex: idx, Dst: hostNet(svc), Scope: netlink.SCOPE_LINK}
 	if err := c.h.RouteReplace(route); err != nil {
-		return fmt.Errorf("route %s on %s: %w", svc, ContainerIfName, err)
+		return fmt.Errorf("route %s on %s: %w", svc, c.Ref.IfaceName(), err)
 	}
 	return nil
 }

@@ -29,6 +29,12 @@ type Host struct {
 	Password string
 	// PeerName is what the last Launch printed.
 	PeerName string
+	// DockerHost, when not empty, is the host's own Docker Engine
+	// (StartDockerd), passed as $DOCKER_HOST to every weave command.
+	// Without one, launch gets a plugin name of the host's own and
+	// --no-default-network, so that routers under test leave the
+	// machine's Engine and each other's plugin sockets alone.
+	DockerHost string
 
 	lan *LAN
 }
@@ -38,7 +44,27 @@ func (h *Host) env() []string {
 	if h.Password != "" {
 		env = append(env, "WEAVE_PASSWORD="+h.Password)
 	}
+	if h.DockerHost != "" {
+		env = append(env, "DOCKER_HOST="+h.DockerHost)
+	}
 	return env
+}
+
+// pluginArgs adds, to a launch or router command on a host without an
+// Engine of its own, a plugin name unique to the host and
+// --no-default-network, unless args set them.
+func (h *Host) pluginArgs(args []string) []string {
+	if h.DockerHost != "" || len(args) == 0 || (args[0] != "launch" && args[0] != "router") {
+		return args
+	}
+	extra := []string{}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--plugin-name") }) {
+		extra = append(extra, "--plugin-name="+h.PluginName())
+	}
+	if !slices.Contains(args, "--no-default-network") {
+		extra = append(extra, "--no-default-network")
+	}
+	return append(append([]string{args[0]}, extra...), args[1:]...)
 }
 
 // Weave runs the weave CLI on the host and logs the command and its result.
@@ -62,7 +88,7 @@ func (h *Host) weaveQuiet(ctx context.Context, args ...string) Result {
 }
 
 func (h *Host) weaveWith(ctx context.Context, bin string, args ...string) Result {
-	r := h.RunEnv(ctx, h.env(), append([]string{bin}, args...)...)
+	r := h.RunEnv(ctx, h.env(), append([]string{bin}, h.pluginArgs(args)...)...)
 	r.Args = append([]string{"weave"}, args...)
 	return r
 }

@@ -213,5 +213,6 @@ func (l *LAN) cleanup() {
 	for _, h := range hosts {
 		os.RemoveAll(h.RunDir)
 		os.RemoveAll(h.StateDir)
+		os.Remove(h.PluginSocket()) // left by a killed router
 	}
 }
