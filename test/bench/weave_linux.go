@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -64,11 +65,37 @@ func (w *weaveHost) env() []string {
 
 // weave runs the CLI in the host's namespace.
 func (w *weaveHost) weave(ctx context.Context, args ...string) (string, error) {
+	args = w.pluginArgs(ctx, args)
 	out, err := w.run(ctx, w.env(), append([]string{w.bin}, args...)...)
 	if err != nil {
 		return out, fmt.Errorf("%s: weave %s: %w", w.short, args[0], err)
 	}
 	return out, nil
+}
+
+// hasPluginFlags caches, per weave binary, whether its launch has the
+// Docker plugin's flags.
+var hasPluginFlags sync.Map // bin -> bool
+
+// pluginArgs gives a launch, on a binary that has the Docker plugin, a
+// plugin name of its own and --no-default-network: a bench leaves the
+// machine's Engine without a "weave" network and routers on several
+// bench hosts do not contend for one plugin socket.
+func (w *weaveHost) pluginArgs(ctx context.Context, args []string) []string {
+	if len(args) == 0 || args[0] != "launch" {
+		return args
+	}
+	has, ok := hasPluginFlags.Load(w.bin)
+	if !ok {
+		h, err := launchHasFlag(ctx, w.bin, "--no-default-network")
+		has = err == nil && h
+		hasPluginFlags.Store(w.bin, has)
+	}
+	if !has.(bool) {
+		return args
+	}
+	name := fmt.Sprintf("--plugin-name=weavebench-%d-%s", os.Getpid(), w.short)
+	return append([]string{args[0], "--no-default-network", name}, args[1:]...)
 }
 
 // pid is the router's PID from its pid file, if that process lives in the
