@@ -92,27 +92,25 @@ func coalesce(frames [][]byte, offset int) (n int, first tcp4Info) {
 	return n, first
 }
 
-// buildSuper writes into out a virtio header and the super-frame joining
-// frames (as coalesce chose them); it returns the length.
-func buildSuper(out []byte, frames [][]byte, offset int, first tcp4Info) int {
+// superHeader writes into hdr the virtio header and the packet headers of
+// the super-frame joining frames (as coalesce chose them), whose TCP
+// payloads come to payload bytes; the payloads follow these headers in
+// the super-frame. It returns the length written, vnetHdrLen+first.hlen.
+func superHeader(hdr []byte, frames [][]byte, offset int, first tcp4Info, payload int) int {
 	f0 := frames[0][offset:]
 	hlen := first.hlen
-	n := vnetHdrLen + copy(out[vnetHdrLen:], f0[:hlen])
-	for _, b := range frames {
-		n += copy(out[n:], b[offset+hlen:])
-	}
+	n := vnetHdrLen + copy(hdr[vnetHdrLen:], f0[:hlen])
 	last := frames[len(frames)-1][offset:]
-	pkt := out[vnetHdrLen:n]
-	ip := pkt[ethHdrLen : ethHdrLen+first.ihl]
-	binary.BigEndian.PutUint16(ip[2:4], uint16(len(pkt)-ethHdrLen))
+	ip := hdr[vnetHdrLen+ethHdrLen : vnetHdrLen+ethHdrLen+first.ihl]
+	binary.BigEndian.PutUint16(ip[2:4], uint16(hlen-ethHdrLen+payload))
 	ip[10], ip[11] = 0, 0
 	binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
-	tcp := pkt[ethHdrLen+first.ihl:]
+	tcp := hdr[vnetHdrLen+ethHdrLen+first.ihl : n]
 	tcp[13] = last[ethHdrLen+first.ihl+13]              // PSH from the last
 	copy(tcp[14:16], last[ethHdrLen+first.ihl+14:][:2]) // its window
 	// partial checksum: the pseudo-header sum, for the kernel to finish
-	binary.BigEndian.PutUint16(tcp[16:18], fold(sum(0, ip[12:20])+ipProtoTCP+uint64(len(tcp))))
-	h := out[:vnetHdrLen]
+	binary.BigEndian.PutUint16(tcp[16:18], fold(sum(0, ip[12:20])+ipProtoTCP+uint64(len(tcp)+payload)))
+	h := hdr[:vnetHdrLen]
 	h[0], h[1] = vnetFlagNeedsCsum, vnetGSOTCPv4
 	binary.LittleEndian.PutUint16(h[2:4], uint16(hlen))
 	binary.LittleEndian.PutUint16(h[4:6], uint16(first.payload))

@@ -223,3 +223,15 @@ func TestCoalesceRoundTrip(t *testing.T) {
 		t.Fatal("SYN coalesced")
 	}
 }
+
+// buildSuper writes into out a virtio header and the super-frame joining
+// frames (as coalesce chose them), as VNetTAP.Write gives it to the kernel
+// in pieces; it returns the length.
+func buildSuper(out []byte, frames [][]byte, offset int, first tcp4Info) int {
+	n := vnetHdrLen + first.hlen
+	for _, b := range frames {
+		n += copy(out[n:], b[offset+first.hlen:])
+	}
+	superHeader(out, frames, offset, first, n-vnetHdrLen-first.hlen)
+	return n
+}

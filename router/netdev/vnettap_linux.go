@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +27,17 @@ type VNetTAP struct {
 	rbuf []byte // read buffer: header and one (super-)frame
 	seg  segmenter
 	wbuf []byte // write buffer: header and one frame
+
+	// A super-frame is written with writev: its headers from whdr, each
+	// TCP payload from the caller's frame, without copying them. rc's
+	// Write calls writev (made once, so writes allocate nothing) with iov,
+	// leaving the result in wn, werr.
+	rc     syscall.RawConn
+	whdr   []byte
+	iov    []unix.Iovec
+	writev func(fd uintptr) bool
+	wn     int
+	werr   error
 
 	dropped atomic.Uint64
 }
@@ -66,13 +79,73 @@ func openVNetTAP(name string) (*VNetTAP, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, fmt.Errorf("set nonblock: %w", err)
 	}
+	f := os.NewFile(uintptr(fd), "/dev/net/tun")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("tap %s: %w", name, err)
+	}
 	ok = true
-	return &VNetTAP{
-		f:    os.NewFile(uintptr(fd), "/dev/net/tun"),
+	t := &VNetTAP{
+		f:    f,
 		name: name,
 		rbuf: make([]byte, vnetHdrLen+1<<16),
 		wbuf: make([]byte, vnetHdrLen+ethHdrLen+0xffff),
-	}, nil
+		rc:   rc,
+		whdr: make([]byte, vnetHdrLen+maxHeaders),
+	}
+	t.writev = t.writevFD
+	return t, nil
+}
+
+// maxHeaders bounds the Ethernet, IPv4 and TCP headers of a frame
+// (14 + 60 + 60).
+const maxHeaders = ethHdrLen + 60 + 60
+
+// writeSuper writes the super-frame joining frames (as coalesce chose
+// them) with one writev: the headers from t.whdr, then each frame's TCP
+// payload where it lies.
+func (t *VNetTAP) writeSuper(frames [][]byte, offset int, first tcp4Info) error {
+	payload := 0
+	for _, b := range frames {
+		payload += len(b) - offset - first.hlen
+	}
+	h := t.whdr[:superHeader(t.whdr, frames, offset, first, payload)]
+	t.iov = append(t.iov[:0], iovec(h))
+	for _, b := range frames {
+		if p := b[offset+first.hlen:]; len(p) > 0 {
+			t.iov = append(t.iov, iovec(p))
+		}
+	}
+	err := t.rc.Write(t.writev)
+	clear(t.iov) // keep no pointers into the caller's buffers
+	if err == nil {
+		err = t.werr
+	}
+	if err == nil && t.wn != len(h)+payload {
+		err = fmt.Errorf("short write: %d of %d bytes", t.wn, len(h)+payload)
+	}
+	return err
+}
+
+// writevFD is the writev that writeSuper has rc run; it returns false to
+// wait for the fd to be writable (EAGAIN).
+func (t *VNetTAP) writevFD(fd uintptr) bool {
+	n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.iov[0])), uintptr(len(t.iov)))
+	if errno == unix.EAGAIN {
+		return false
+	}
+	t.wn, t.werr = int(n), nil
+	if errno != 0 {
+		t.wn, t.werr = 0, errno
+	}
+	return true
+}
+
+func iovec(b []byte) unix.Iovec {
+	v := unix.Iovec{Base: &b[0]}
+	v.SetLen(len(b))
+	return v
 }
 
 // Read returns up to len(bufs) frames: the rest of the last super-frame
@@ -114,36 +187,35 @@ func (t *VNetTAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // Write writes each bufs[i][offset:] as one frame, joining consecutive
-// segments of one TCP flow into one super-frame (one write) where it can. A
-// frame written alone with offset >= 10 gets its virtio header in
-// bufs[i][offset-10:offset] and is written from there, without a copy.
+// segments of one TCP flow into one super-frame (one writev, the payloads
+// not copied) where it can. A frame written alone with offset >= 10 gets
+// its virtio header in bufs[i][offset-10:offset] and is written from
+// there, without a copy.
 func (t *VNetTAP) Write(bufs [][]byte, offset int) (int, error) {
 	for i := 0; i < len(bufs); {
-		n, first := coalesce(bufs[i:], offset)
-		var m int
-		if n > 1 {
-			m = buildSuper(t.wbuf, bufs[i:i+n], offset, first)
-		} else if offset >= vnetHdrLen {
-			// the header goes in the caller's headroom: no copy
-			pkt := bufs[i][offset-vnetHdrLen:]
-			clear(pkt[:vnetHdrLen])
-			if _, err := t.f.Write(pkt); err != nil {
+		if n, first := coalesce(bufs[i:], offset); n > 1 {
+			if err := t.writeSuper(bufs[i:i+n], offset, first); err != nil {
 				return i, fmt.Errorf("write tap %s: %w", t.name, err)
 			}
-			i++
+			i += n
 			continue
+		}
+		var pkt []byte
+		if offset >= vnetHdrLen {
+			// the header goes in the caller's headroom: no copy
+			pkt = bufs[i][offset-vnetHdrLen:]
 		} else {
 			f := bufs[i][offset:]
 			if len(f) > len(t.wbuf)-vnetHdrLen {
 				return i, fmt.Errorf("write tap %s: frame of %d bytes", t.name, len(f))
 			}
-			clear(t.wbuf[:vnetHdrLen])
-			m = vnetHdrLen + copy(t.wbuf[vnetHdrLen:], f)
+			pkt = t.wbuf[:vnetHdrLen+copy(t.wbuf[vnetHdrLen:], f)]
 		}
-		if _, err := t.f.Write(t.wbuf[:m]); err != nil {
+		clear(pkt[:vnetHdrLen])
+		if _, err := t.f.Write(pkt); err != nil {
 			return i, fmt.Errorf("write tap %s: %w", t.name, err)
 		}
-		i += n
+		i++
 	}
 	return len(bufs), nil
 }

@@ -50,18 +50,31 @@ func TestNoAllocPerFrame(t *testing.T) {
 		bc.ControlMessage(encodeHello(hello{Index: ac.localIndex, MaxDatagram: 1472}))
 
 		w := newWorker(a.ov)
-		p := a.ov.getPacket(1000)
-		p.n = copy(p.buf, ethFrame(mac(2, 1), mac(1, 1), 1, 1000))
-		p.src, p.dst, p.hop = a.name, b.name, encap.DefaultHopLimit
+		// A frame is handed to a worker once (a large one is sealed in
+		// its packet): half the batch is large frames, half small ones
+		// that share datagrams.
 		const frames = 32
+		var ps [frames]*packet
+		large, small := ethFrame(mac(2, 1), mac(1, 1), 1, 1000), ethFrame(mac(2, 1), mac(1, 1), 2, 100)
+		for i := range ps {
+			ps[i] = a.ov.getPacket(len(large))
+		}
 		send := testing.AllocsPerRun(100, func() {
-			for range frames {
+			for i, p := range ps {
+				f := large
+				if i%2 == 1 {
+					f = small
+				}
+				p.n = copy(p.room(), f)
+				p.src, p.dst, p.hop = a.name, b.name, encap.DefaultHopLimit
 				w.handle(a.routes, p)
 			}
 			w.finishAll()
 			w.flush()
 			w.done = w.done[:0]
 		})
+		p := ps[0]
+		p.n = copy(p.room(), large)
 		// x/net's sendmmsg scratch comes from a sync.Pool, which a GC may
 		// empty: a few allocations per batch are possible, none per frame.
 		if send >= frames/4 {
@@ -73,8 +86,8 @@ func TestNoAllocPerFrame(t *testing.T) {
 		recv := testing.AllocsPerRun(100, func() {
 			var bl encap.Builder
 			bl.Reset(buf[:4096-encap.TagLen], encap.Header{Receiver: bc.localIndex, Sender: a.name}, 1400)
-			bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 3}, p.buf[:100])
-			bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 3}, p.buf[:100])
+			bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 3}, p.frame()[:100])
+			bl.Add(encap.FrameHeader{Src: a.name, Dst: b.name, HopLimit: 3}, p.frame()[:100])
 			d := bl.Bytes()
 			if err := ac.seal(&d); err != nil {
 				t.Fatal(err)

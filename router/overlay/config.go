@@ -112,7 +112,10 @@ type Config struct {
 	// parallel, frames staying in order (see receive.go). 1: the UDP reader
 	// does everything itself. Default: 1 below 4 CPUs (on two cores the
 	// hand-offs cost more CPU than the parallel opening saves: measured
-	// with test/bench), else Workers.
+	// with test/bench), else Workers. With 1 the send side does likewise:
+	// the device reader sends whole reads itself while their send worker
+	// is idle (above 1 it keeps only reads of a few frames, and bulk goes
+	// to the workers, which seal in parallel).
 	Openers int
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size requested (default 8 MiB).
 	SocketBuffer int

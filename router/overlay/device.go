@@ -11,60 +11,84 @@ import (
 	"github.com/weavelab/weave/router/overlay/encap"
 )
 
-// deviceLoop reads frames from the device in batches, learns the local
-// source MACs, picks each frame's destination peer from the MAC table, and
-// hands frames to the send workers by flow. It blocks on a full worker
-// queue (back-pressure to the device) rather than dropping. It reads into
-// its own buffers, sized for the device's largest frame, and copies each
-// frame into a packet of the right size class.
+// deviceLoop reads frames from the device in batches, straight into
+// pooled packets (each frame behind the headroom of its future datagram),
+// learns the local source MACs, picks each frame's destination peer from
+// the MAC table, and hands the frames to the send workers by flow. A
+// worker with nothing queued and nobody working takes its share of the
+// batch on this goroutine (a ping, a request, or bulk while the workers
+// keep up): no hand-off, no wake-up of another goroutine. Otherwise the
+// frames go to the worker's queue; a full queue blocks this loop
+// (back-pressure to the device) rather than dropping.
 func (o *Overlay) deviceLoop(ctx context.Context) {
 	dev := o.cfg.Device
 	bs := max(1, dev.BatchSize())
+	pkts := make([]*packet, bs)
 	bufs := make([][]byte, bs)
-	for i := range bufs {
-		bufs[i] = make([]byte, o.frameCap)
-	}
 	sizes := make([]int, bs)
 	icmp := make([]byte, icmpReplyMax)
+	shares := make([][]*packet, len(o.workers)) // this batch's frames per worker
+	for i := range shares {
+		shares[i] = make([]*packet, 0, bs)
+	}
+	defer func() {
+		for _, p := range pkts {
+			if p != nil {
+				o.putPacket(p)
+			}
+		}
+	}()
 	for {
-		n, err := dev.Read(bufs, sizes, 0)
+		for i, p := range pkts {
+			if p == nil {
+				p = o.getPacket(o.frameCap)
+				pkts[i] = p
+			}
+			// Read writes each frame at offset: the buffer from there is
+			// the packet's room.
+			bufs[i] = p.buf[:len(p.buf)-encap.TagLen]
+		}
+		n, err := dev.Read(bufs, sizes, encap.SingleOffset)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				break
+				return
 			}
 			o.cfg.Logger.Error("overlay: device read failed", "err", err)
 			select {
 			case <-ctx.Done():
+				return
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
 		now := o.clock.Load()
-		// A small batch (a ping, a request) goes out on this goroutine
-		// when its worker is idle: no hand-off on the latency path. Bulk
-		// reads go to the workers, which seal and send in parallel.
-		inline := n <= inlineBatch
 		for i := range n {
-			p := o.getPacket(sizes[i])
-			p.n = copy(p.buf, bufs[i][:sizes[i]])
-			if !o.fromDevice(ctx, p, now, icmp, inline) {
-				o.putPacket(p)
+			p := pkts[i]
+			p.n = sizes[i]
+			if wi, ok := o.fromDevice(p, now, icmp); ok {
+				shares[wi] = append(shares[wi], p)
+				pkts[i] = nil // taken; a fresh packet reads in its place
 			}
+		}
+		for wi, share := range shares {
+			if len(share) == 0 {
+				continue
+			}
+			o.workers[wi].take(ctx, share)
+			clear(share)
+			shares[wi] = share[:0]
 		}
 	}
 }
 
-// inlineBatch is the largest device read whose frames may be sent without
-// a hand-off to the send workers.
-const inlineBatch = 4
-
-// fromDevice handles one frame read from the device. It returns true when
-// it took ownership of p (queued or sent it), false when p may be reused.
-func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []byte, inline bool) bool {
-	frame := p.buf[:p.n]
+// fromDevice handles one frame read from the device. It returns the index
+// of the worker that is to send it, and ok false when the frame goes no
+// further (local, runt, answered with ICMP): then p may be reused.
+func (o *Overlay) fromDevice(p *packet, now int64, icmp []byte) (wi int, ok bool) {
+	frame := p.frame()
 	if p.n < ethHeader {
 		o.stats.drop(nil, dropRunt, 1)
-		return false
+		return 0, false
 	}
 	if !isGroupMAC(frame[6:12]) {
 		if prev, moved := o.macs.learn(macKey(frame[6:12]), o.cfg.Peer, now); moved {
@@ -75,7 +99,7 @@ func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []b
 	if !isGroupMAC(frame[0:6]) {
 		if owner, ok := o.macs.lookup(macKey(frame[0:6])); ok {
 			if owner == o.cfg.Peer {
-				return false // local to this host; the bridge delivered it
+				return 0, false // local to this host; the bridge delivered it
 			}
 			dst = owner
 		}
@@ -84,18 +108,19 @@ func (o *Overlay) fromDevice(ctx context.Context, p *packet, now int64, icmp []b
 		if m := fragNeeded(icmp, frame, o.cfg.MTU); m > 0 {
 			o.writeDevice([][]byte{icmp[:m]}, 0)
 			o.stats.fragNeeded.Add(1)
-			return false
+			return 0, false
 		}
 		// No DF (or not IPv4): the send worker sends it alone (and counts
 		// it); the kernel fragments the datagram on the underlay.
 	}
 	p.src, p.dst, p.from, p.hop = o.cfg.Peer, dst, identity.UnknownPeer, encap.DefaultHopLimit
-	w := o.workerFor(frame)
-	if inline && w.tryInline(p) {
-		return true
-	}
-	return w.enqueue(ctx, p, true)
+	return o.workerIndex(frame), true
 }
+
+// inlineBatch is the largest share of a device read that the reader sends
+// itself when there is a receive pipeline (Config.Openers > 1): a ping, a
+// request, a few ACKs.
+const inlineBatch = 4
 
 // writeDevice writes each frames[i][offset:] to the device (which may use
 // frames[i][:offset] as headroom); serialised because the device allows one

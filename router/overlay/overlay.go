@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,10 @@ type Overlay struct {
 	// Packets come in two sizes so that the common frame does not carry
 	// (and the pool does not clear) a 64 KiB buffer.
 	smallPool, bigPool sync.Pool
-	smallCap, frameCap int // capacities of small and big packets
+	smallCap, frameCap int // frame capacities of small and big packets
+	// inlineMax is the most frames of one device read (per worker) that
+	// the reader sends itself (worker.take) rather than handing them over.
+	inlineMax int
 
 	devMu sync.Mutex // Device.Write is called by one goroutine at a time
 
@@ -63,7 +67,10 @@ type Overlay struct {
 }
 
 // packet is one frame travelling from the device reader or the UDP receiver
-// to a send worker. Pooled; buf is sized once.
+// to a send worker. Pooled; buf is sized once. The frame sits at
+// buf[encap.SingleOffset:][:n], with room for a datagram's headers in front
+// and for its tag behind, so a frame that travels alone in a datagram is
+// sent from this buffer, sealed in place (see worker.sendAlone).
 type packet struct {
 	buf  []byte
 	n    int
@@ -104,9 +111,17 @@ func New(cfg Config) (*Overlay, error) {
 	}
 	o.frameCap = min(encap.MaxFrameLen, max(devMTU, cfg.MTU)+ethHeader+4)
 	o.smallCap = min(o.frameCap, cfg.MTU+ethHeader+4)
-	o.smallPool.New = func() any { return &packet{buf: make([]byte, o.smallCap)} }
-	o.bigPool.New = func() any { return &packet{buf: make([]byte, o.frameCap)} }
+	o.smallPool.New = func() any { return newPacket(o.smallCap) }
+	o.bigPool.New = func() any { return newPacket(o.frameCap) }
 	o.clock.Store(time.Now().UnixNano())
+	// With a receive pipeline (enough CPUs for hand-offs to pay) the
+	// device reader keeps only small reads to itself and leaves bulk to
+	// the workers, which seal in parallel; without, it sends whole reads
+	// itself whenever their worker is idle (see Config.Openers).
+	o.inlineMax = inlineBatch
+	if cfg.Openers <= 1 {
+		o.inlineMax = math.MaxInt
+	}
 	if cfg.FastPath != nil {
 		o.fastProg = newFastProgrammer(cfg.FastPath, cfg.Logger)
 	}
@@ -236,7 +251,19 @@ func (o *Overlay) isStarted() bool {
 	return o.started && !o.closed
 }
 
-// getPacket returns a packet whose buffer holds at least size bytes
+// newPacket makes a packet for frames of up to frameCap bytes.
+func newPacket(frameCap int) *packet {
+	return &packet{buf: make([]byte, encap.SingleOffset+frameCap+encap.TagLen)}
+}
+
+// frame is the packet's frame.
+func (p *packet) frame() []byte { return p.buf[encap.SingleOffset : encap.SingleOffset+p.n] }
+
+// room is where the frame goes: its capacity, without the headroom in
+// front and the tag's room behind.
+func (p *packet) room() []byte { return p.buf[encap.SingleOffset : len(p.buf)-encap.TagLen] }
+
+// getPacket returns a packet whose room holds at least size bytes
 // (size <= o.frameCap).
 func (o *Overlay) getPacket(size int) *packet {
 	if size <= o.smallCap {
@@ -247,7 +274,7 @@ func (o *Overlay) getPacket(size int) *packet {
 
 func (o *Overlay) putPacket(p *packet) {
 	p.n, p.from = 0, 0
-	if cap(p.buf) == o.smallCap {
+	if len(p.buf) == encap.SingleOffset+o.smallCap+encap.TagLen {
 		o.smallPool.Put(p)
 	} else {
 		o.bigPool.Put(p)
@@ -299,7 +326,12 @@ func (o *Overlay) routes() RouteTable {
 // workerFor picks the worker for a frame's flow (see flowHash), so that the
 // frames of a flow stay in order.
 func (o *Overlay) workerFor(frame []byte) *worker {
-	return o.workers[flowHash(frame)%uint64(len(o.workers))]
+	return o.workers[o.workerIndex(frame)]
+}
+
+// workerIndex is the index in o.workers of workerFor(frame).
+func (o *Overlay) workerIndex(frame []byte) int {
+	return int(flowHash(frame) % uint64(len(o.workers)))
 }
 
 // flowHash hashes a frame's flow: the MAC pair, plus for IPv4 the addresses

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"strings"
@@ -119,6 +120,16 @@ func TestBroadcastTree(t *testing.T) {
 	for i := range 5 {
 		b.expect(t, uint32(i))
 		c.expect(t, uint32(i))
+	}
+	// A frame too large to share a datagram goes to two next hops: each
+	// gets it whole (a unicast one would be sealed in its own buffer,
+	// which a second next hop could not use).
+	big := ethFrame(broadcastMAC, mA, 7, DefaultContainerMTU+ethHeader)
+	a.inject(t, big)
+	for _, h := range []*host{b, c} {
+		if f := h.expect(t, 7); !bytes.Equal(f, big) {
+			t.Fatalf("host %s: large broadcast frame arrived altered", h.name)
+		}
 	}
 	// sentinel through the same connections
 	a.inject(t, ethFrame(mac(5, 1), mA, 99, 60)) // unknown unicast: floods

@@ -229,8 +229,9 @@ func (c *conn) advanceLocked(now time.Time) {
 			return
 		}
 		old := c.pathMTU()
-		if p.probed && s.lo < old {
-			// Lost probes make a search err low: confirm a drop soon.
+		if s.lo < old {
+			// Lost probes (a loaded host, a burst of loss) make a search
+			// err low, the first one too: confirm a drop soon.
 			p.next = now.Add(min(c.o.cfg.PMTUInterval, 30*time.Second))
 		}
 		c.pmtu.Store(int32(s.lo))

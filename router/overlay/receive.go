@@ -187,7 +187,7 @@ func (o *Overlay) deliver(out *rxOut) {
 	clear(out.local)
 	out.local = out.local[:0]
 	for _, p := range out.relay {
-		if !o.workerFor(p.buf[:p.n]).enqueue(context.Background(), p, false) {
+		if !o.workerFor(p.frame()).enqueue(context.Background(), p, false) {
 			o.stats.drop(o.stats.lookup(p.from), dropQueueFull, 1)
 			o.putPacket(p)
 		}
@@ -298,7 +298,7 @@ func (o *Overlay) receiveFrame(c *conn, fh encap.FrameHeader, rec []byte, now in
 		}
 	}
 	p := o.getPacket(len(frame))
-	p.n = copy(p.buf, frame)
+	p.n = copy(p.room(), frame)
 	p.src, p.dst, p.from, p.hop = fh.Src, fh.Dst, c.remote, fh.HopLimit-1
 	out.relay = append(out.relay, p)
 }

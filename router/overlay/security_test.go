@@ -369,7 +369,7 @@ func TestUnroutableDestinationsDoNotGrowStats(t *testing.T) {
 	known := addSinkConn(t, h, 0x0c0000000001, nil)
 	w := newWorker(h.ov)
 	p := h.ov.getPacket(100)
-	p.n = copy(p.buf, ethFrame(mac(1, 1), mac(72, 1), 1, 100))
+	p.n = copy(p.room(), ethFrame(mac(1, 1), mac(72, 1), 1, 100))
 	p.src, p.hop = h.name, encap.DefaultHopLimit
 	spray := func(from, n int) {
 		for i := range n {

@@ -32,11 +32,11 @@ type pending struct {
 // and sends them with sendmmsg. Each flow hashes to one worker, so frames of
 // a flow keep their order.
 //
-// Frames reach a worker by its queue (in), handled by its goroutine, or,
-// to spare a small batch the hand-off (latency), inline on the producer's
-// goroutine (tryInline) when nothing is queued. mu is held while either
-// works on the fields below it; queued counts the packets put in the queue
-// and not yet sent, so an inline frame never overtakes a queued one.
+// Frames reach a worker by its queue (in), handled by its goroutine, or
+// inline on the producer's goroutine (take) when nothing is queued. mu is
+// held while either works on the fields below it; queued counts the
+// packets put in the queue and not yet sent, so an inline frame never
+// overtakes a queued one.
 type worker struct {
 	o      *Overlay
 	in     chan *packet
@@ -145,20 +145,30 @@ func (w *worker) enqueue(ctx context.Context, p *packet, block bool) bool {
 	return false
 }
 
-// tryInline sends p on the caller's goroutine when the worker has nothing
-// queued and is not working; it reports whether it did (p is then
-// recycled). Otherwise the caller enqueues p.
-func (w *worker) tryInline(p *packet) bool {
-	if w.queued.Load() != 0 || !w.mu.TryLock() {
-		return false
+// take sends ps, frames whose flows hash to w in the order read, on the
+// caller's goroutine when w has nothing queued and nobody works on it, and
+// otherwise queues them for w's goroutine, blocking while the queue is
+// full (frames left when ctx ends are recycled). Either way w owns them.
+// Inline sending spares a frame the hand-off to w's goroutine (latency, and
+// on few cores the cost of waking it); it never overtakes a queued frame.
+func (w *worker) take(ctx context.Context, ps []*packet) {
+	if len(ps) <= w.o.inlineMax && w.queued.Load() == 0 && w.mu.TryLock() {
+		if w.queued.Load() == 0 {
+			rt := w.o.routes()
+			for _, p := range ps {
+				w.handle(rt, p)
+			}
+			w.sendLocked()
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
 	}
-	defer w.mu.Unlock()
-	if w.queued.Load() != 0 {
-		return false
+	for _, p := range ps {
+		if !w.enqueue(ctx, p, true) {
+			w.o.putPacket(p)
+		}
 	}
-	w.handle(w.o.routes(), p)
-	w.sendLocked()
-	return true
 }
 
 // handle routes one packet and adds it to the datagram of each next hop.
@@ -174,28 +184,36 @@ func (w *worker) handle(rt RouteTable, p *packet) {
 			w.o.stats.drop(w.o.stats.lookup(p.dst), dropLoop, 1)
 			return
 		}
-		w.sendTo(next, p)
+		w.sendTo(next, p, true)
 		return
 	}
 	for _, next := range rt.Broadcast(p.src) {
 		if next == p.from || next == w.o.cfg.Peer {
 			continue
 		}
-		w.sendTo(next, p)
+		w.sendTo(next, p, false)
 	}
 }
 
-func (w *worker) sendTo(next identity.PeerName, p *packet) {
+// sendTo adds p's frame to the datagrams for next. With only, next is the
+// frame's one next hop, so a frame that travels alone may be sealed in
+// p's own buffer (sendAlone).
+func (w *worker) sendTo(next identity.PeerName, p *packet, only bool) {
 	c := w.o.peerConn(next)
 	if c == nil || !c.usable() {
 		w.o.stats.drop(w.o.stats.lookup(next), dropNoConn, 1)
 		return
 	}
-	frame := p.buf[:p.n]
+	frame := p.frame()
 	if p.n > c.maxFrame() && !w.tooBig(c, p) {
 		return
 	}
 	fh := encap.FrameHeader{Src: p.src, Dst: p.dst, HopLimit: p.hop}
+	if only && 2*(encap.FrameHeaderLen+p.n)+encap.HeaderLen > c.datagramLimit() {
+		// No second frame this large would fit its datagram.
+		w.sendAlone(c, fh, p)
+		return
+	}
 	i := w.pendingFor(c)
 	if i < 0 {
 		w.o.stats.drop(c.ctr, dropQueueFull, 1)
@@ -224,7 +242,7 @@ func (w *worker) sendTo(next identity.PeerName, p *packet) {
 // fragments; tooBig counts it and returns true.
 func (w *worker) tooBig(c *conn, p *packet) bool {
 	if p.from == identity.UnknownPeer && p.dst != identity.UnknownPeer {
-		if m := fragNeeded(w.icmp, p.buf[:p.n], c.frameMTU()); m > 0 {
+		if m := fragNeeded(w.icmp, p.frame(), c.frameMTU()); m > 0 {
 			w.o.writeDevice([][]byte{w.icmp[:m]}, 0)
 			w.o.stats.fragNeeded.Add(1)
 			return false
@@ -281,9 +299,41 @@ func (w *worker) finish(i int) {
 		w.free = append(w.free, bi)
 		return
 	}
+	w.queue(c, d, bi)
+}
+
+// sendAlone sends p's frame in a datagram of its own, made around the
+// frame in p's buffer and sealed there: no copy. The datagram being built
+// for c goes first, so that c's frames keep their order. p's frame is
+// gone afterwards (sealed), so p must have no other next hop.
+func (w *worker) sendAlone(c *conn, fh encap.FrameHeader, p *packet) {
+	for i := range w.open {
+		if w.open[i].c == c {
+			w.finish(i)
+			break
+		}
+	}
+	d := encap.PutSingle(p.buf, encap.Header{Receiver: c.remoteIndex.Load(), Sender: w.o.cfg.Peer}, fh, p.n)
+	if err := c.seal(&d); err != nil {
+		w.o.stats.drop(c.ctr, dropSendError, 1)
+		return
+	}
+	c.ctr.framesOut.Add(1)
+	c.ctr.bytesOut.Add(uint64(p.n))
+	w.queue(c, d, -1)
+}
+
+// queue adds the sealed datagram d for c to the next sendmmsg: to the
+// message before it when both go to c and UDP GSO may join them, else as
+// a message of its own. bi is the index of d's buffer in w.bufs, freed
+// after the send, or -1 when d lies in a packet (recycled after the send,
+// see sendLocked).
+func (w *worker) queue(c *conn, d []byte, bi int) {
 	if k := len(w.msgs) - 1; k >= 0 && w.o.gso.Load() && w.dest[k] == c && w.gsoFits(k, c, len(d)) {
 		// one more datagram of the same message (UDP GSO)
-		w.held = append(w.held, bi)
+		if bi >= 0 {
+			w.held = append(w.held, bi)
+		}
 		w.iov[k] = append(w.iov[k], d)
 		w.msgs[k].Buffers = w.iov[k]
 		w.segBytes[k] += len(d)
@@ -293,7 +343,9 @@ func (w *worker) finish(i int) {
 	if len(w.msgs) == sendBatch {
 		w.flush()
 	}
-	w.held = append(w.held, bi)
+	if bi >= 0 {
+		w.held = append(w.held, bi)
+	}
 	k := len(w.msgs)
 	w.iov[k] = append(w.iov[k][:0], d)
 	w.msgs = append(w.msgs, bind.Message{Buffers: w.iov[k], Addr: c.addr.Load().AddrPort()})

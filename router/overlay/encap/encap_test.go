@@ -115,6 +115,26 @@ func TestBuilderAndFrames(t *testing.T) {
 	}
 }
 
+// TestPutSingle: a datagram made around a frame in place is the one a
+// Builder makes holding only that frame.
+func TestPutSingle(t *testing.T) {
+	f := frame(1390, 9)
+	h := Header{Receiver: 7, Sender: 3}
+	fh := FrameHeader{Src: 3, Dst: 4, HopLimit: 6}
+	var b Builder
+	b.Reset(make([]byte, 2048), h, 1500)
+	if !b.Add(fh, f) {
+		t.Fatal("frame refused")
+	}
+	buf := make([]byte, 2048)
+	copy(buf[SingleOffset:], f)
+	for i := range SingleOffset {
+		buf[i] = 0xee // whatever was there before
+	}
+	if d := PutSingle(buf, h, fh, len(f)); !bytes.Equal(d, b.Bytes()) {
+		t.Fatal("PutSingle differs from a Builder with one frame")
+	}
+}
 func TestFramesMalformed(t *testing.T) {
 	rec := make([]byte, FrameHeaderLen+20)
 	PutFrameHeader(rec, FrameHeader{Src: 1, Len: 20})

@@ -64,6 +64,24 @@ func (b *Builder) Add(fh FrameHeader, frame []byte) bool {
 	return true
 }
 
+// SingleOffset is where a frame sits in a datagram that carries it alone:
+// after the header and its record header. A sender that reads a frame into
+// buf[SingleOffset:] can make the datagram around it with PutSingle,
+// without copying the frame.
+const SingleOffset = HeaderLen + FrameHeaderLen
+
+// PutSingle writes header h (as a frames datagram) and the record header
+// fh in front of the n-byte frame already at buf[SingleOffset:], and
+// returns the datagram, buf[:SingleOffset+n]. It is what a Builder holding
+// only that frame produces.
+func PutSingle(buf []byte, h Header, fh FrameHeader, n int) []byte {
+	h.Type = TypeFrames
+	h.Put(buf)
+	fh.Len = n
+	PutFrameHeader(buf[HeaderLen:], fh)
+	return buf[:SingleOffset+n]
+}
+
 // Len is the datagram's length so far; Frames how many frames it holds.
 func (b *Builder) Len() int    { return b.n }
 func (b *Builder) Frames() int { return b.frames }
