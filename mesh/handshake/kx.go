@@ -46,11 +46,14 @@ type kxState struct {
 	started  bool
 	out      chan kxFrame // frames for the kx goroutine to send
 
-	mu       sync.Mutex // guards the fields below
-	chain    [32]byte
-	epoch    uint16           // of the last finished exchange (0: none)
-	eph      *ecdh.PrivateKey // client: our share of the exchange in flight
-	sendNext *[32]byte        // server: data send key due at step 3
+	mu    sync.Mutex // guards the fields below
+	chain [32]byte
+	epoch uint16           // of the last finished exchange (0: none)
+	eph   *ecdh.PrivateKey // client: our share of the exchange in flight
+	// step3Due (client): step 3 of the last exchange is queued but not
+	// sent yet; the next step 1 must not overtake it.
+	step3Due bool
+	sendNext *[32]byte // server: data send key due at step 3
 	handler  func(DataKeyUpdate)
 	queued   []DataKeyUpdate
 }
@@ -91,6 +94,11 @@ func (s *session) kxLoop() {
 			}
 		case f := <-s.kx.out:
 			s.sendKX(f)
+			if f.body[0] == kxStep3 {
+				s.kx.mu.Lock()
+				s.kx.step3Due = false
+				s.kx.mu.Unlock()
+			}
 		}
 	}
 }
@@ -99,7 +107,7 @@ func (s *session) kxLoop() {
 func (s *session) beginKX() (kxFrame, bool) {
 	s.kx.mu.Lock()
 	defer s.kx.mu.Unlock()
-	if s.kx.eph != nil {
+	if s.kx.eph != nil || s.kx.step3Due {
 		return kxFrame{}, false
 	}
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -165,6 +173,7 @@ func (s *session) handleKX(body []byte, switched bool) error {
 		}
 		s.recv.newKey = &k.controlS2C
 		s.deliverLocked(DataKeyUpdate{Epoch: n, Recv: &k.dataS2C, Send: &k.dataC2S})
+		s.kx.step3Due = true
 		return s.queueKX(kxFrame{body: kxBody(kxStep3, n, nil), before: &k.controlC2S})
 	case step == kxStep3 && !s.isClient && len(body) == 3 && switched && s.kx.sendNext != nil && n == s.kx.epoch:
 		s.deliverLocked(DataKeyUpdate{Epoch: n, Send: s.kx.sendNext})
