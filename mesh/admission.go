@@ -387,7 +387,7 @@ func (r *Router) handshakeInbound(a *admission, slot *pendingSlot, nc net.Conn, 
 	})
 	r.runConn(c, nc)
 	expire.Stop()
-	if c.sess == nil && r.ctx.Err() == nil {
+	if c.sess == nil && r.ctx.Err() == nil && !errors.Is(context.Cause(c.ctx), errSelf) {
 		a.failed(slot.ip, nc.RemoteAddr(), context.Cause(c.ctx))
 	}
 }

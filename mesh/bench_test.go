@@ -1,8 +1,7 @@
 package mesh
 
 import (
-	"math/rand/v2"
-	"sync"
+	"flag"
 	"testing"
 	"time"
 )
@@ -10,59 +9,45 @@ import (
 func BenchmarkConvergence100(b *testing.B)  { benchConvergence(b, 100) }
 func BenchmarkConvergence1000(b *testing.B) { benchConvergence(b, 1000) }
 
-// benchConvergence starts n routers on the in-memory network, links them
-// as a random sparse graph (discovery off, about 2 links per peer), and
-// measures the time from the first Connect until every peer holds the same
-// complete topology, and the gossip bytes that cost per peer. The routes
-// are then checked against shortest paths.
-func benchConvergence(b *testing.B, n int) {
-	var convMS, topoBytes, sumBytes, wireBytes, msgs, dropped float64
-	for it := 0; it < b.N; it++ {
-		b.StopTimer()
-		s := newSim(b)
-		g, dials := randomSparse(n, 1, rand.New(rand.NewPCG(uint64(n), uint64(it))))
-		for i := 0; i < n; i++ {
-			s.start(i, func(c *Config) {
-				c.NoDiscovery = true
-				c.HeartbeatInterval = time.Second
-				c.DeadAfter = 60
-				c.GossipInterval = time.Second
-				c.HandshakeTimeout = time.Minute
-				c.UpdateDelay = 200 * time.Millisecond
-				c.SendQueue = 256
-			})
-		}
-		wire0 := s.net.BytesWritten()
-		b.StartTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for _, d := range dials {
-			wg.Go(func() { s.connect(d[0], d[1]) })
-		}
-		wg.Wait()
-		waitFor(b, 10*time.Minute, "convergence", func() bool { return s.converged(g, n) })
-		elapsed := time.Since(start)
-		b.StopTimer()
-		convMS += float64(elapsed.Milliseconds())
-		wireBytes += float64(s.net.BytesWritten() - wire0)
-		for _, r := range s.routers {
-			st := r.Stats()
-			topoBytes += float64(st.TopologyBytesSent)
-			msgs += float64(st.MessagesSent)
-			sumBytes += float64(r.stats.sumBytes.Load())
-			dropped += float64(st.Dropped)
-		}
-		checkRoutes(b, s, g, n)
-		for _, r := range s.routers {
-			r.Close()
-		}
-		b.StartTimer()
+// BenchmarkConvergence5000 takes about 15 minutes and 9 GB on two cores (25
+// million entry receptions, every peer's work done by one process), more
+// than go test's default 10-minute timeout: it runs only with -timeout 30m
+// or more (or 0).
+func BenchmarkConvergence5000(b *testing.B) {
+	if t, ok := flag.Lookup("test.timeout").Value.(flag.Getter).Get().(time.Duration); ok && t > 0 && t < 30*time.Minute {
+		b.Skipf("5,000 peers take about 15 minutes: run with -timeout 30m (have %s)", t)
 	}
-	runs := float64(b.N)
-	b.ReportMetric(convMS/runs, "ms/converge")
-	b.ReportMetric(topoBytes/runs/float64(n), "topoB/peer")
-	b.ReportMetric(sumBytes/runs/float64(n), "summaryB/peer")
-	b.ReportMetric(wireBytes/runs/float64(n), "wireB/peer")
-	b.ReportMetric(msgs/runs/float64(n), "msgs/peer")
-	b.ReportMetric(dropped/runs, "dropped")
+	benchConvergence(b, 5000)
+}
+
+// benchConvergence runs the scale scenario (runScale) on the virtual-time
+// simulation and reports its costs: topoB (the full topology encoded),
+// coldB/peer (gossip sent per peer for a cold start), joinB/peer (per peer
+// for one peer joining a converged mesh), entryB (the size of the entries
+// that join changed), leaveB/peer and linkB/peer likewise, quietB/peer/s
+// (repair traffic of a converged, quiet mesh), and the cold start's
+// convergence time in virtual seconds (virt-s) and CPU seconds (cpu-s, all
+// cores). The bounds on the costs are checked (checkScaleBounds),
+// and every run checks routes against shortest paths (from 200 random
+// peers beyond 1,000 peers).
+func benchConvergence(b *testing.B, n int) {
+	sample := 0
+	if n > 1000 {
+		sample = 200
+	}
+	var r scaleResult
+	for it := 0; it < b.N; it++ {
+		r = runScale(b, n, uint64(it+1), sample)
+	}
+	logScale(b, r)
+	checkScaleBounds(b, r)
+	b.ReportMetric(float64(r.TopoB), "topoB")
+	b.ReportMetric(float64(r.ColdB)/float64(n), "coldB/peer")
+	b.ReportMetric(r.Join.BPerPeer, "joinB/peer")
+	b.ReportMetric(float64(r.Join.EntryB), "entryB")
+	b.ReportMetric(r.Leave.BPerPeer, "leaveB/peer")
+	b.ReportMetric(r.LinkLost.BPerPeer, "linkB/peer")
+	b.ReportMetric(r.QuietBps, "quietB/peer/s")
+	b.ReportMetric(r.ColdVirt.Seconds(), "virt-s")
+	b.ReportMetric(r.ColdCPU.Seconds(), "cpu-s")
 }

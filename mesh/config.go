@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"time"
 
+	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 )
@@ -80,6 +82,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Transport carries control connections; nil means TCPTransport.
 	Transport Transport
+	// Clock is the router's time source (heartbeats, backoff, gossip
+	// rounds); nil means clock.Real. A simulation passes a virtual one.
+	Clock clock.Clock
+	// Rand seeds the router's random choices (jitter, backoff, gossip
+	// partners); nil means a source seeded at random. A simulation passes
+	// a seeded one so that a run replays exactly.
+	Rand rand.Source
 
 	// HeartbeatInterval is how often a heartbeat goes out on each
 	// connection; after DeadAfter intervals without hearing anything from
@@ -100,6 +109,9 @@ type Config struct {
 	// GossipInterval is the period of anti-entropy (topology and gossip
 	// channels) with one random neighbour.
 	GossipInterval time.Duration
+	// RequestTimeout: a topology entry asked of a neighbour that has not
+	// come after this long is asked of another (see gossip.go).
+	RequestTimeout time.Duration
 	// ConnLimit bounds the number of connections (established or being set
 	// up); inbound connections over it are refused and discovery stops
 	// dialling. 0 means no limit.
@@ -143,6 +155,7 @@ func DefaultConfig() Config {
 		BackoffMax:        2 * time.Minute,
 		UpdateDelay:       20 * time.Millisecond,
 		GossipInterval:    30 * time.Second,
+		RequestTimeout:    2 * time.Second,
 		ConnLimit:         100,
 		SendQueue:         1024,
 
@@ -185,6 +198,13 @@ func (cfg *Config) check() error {
 	if cfg.Overlay == nil {
 		cfg.Overlay = tcpOverlay{}
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.NewPCG(rand.Uint64(), rand.Uint64())
+	}
+	setDefault(&cfg.RequestTimeout, d.RequestTimeout)
 	setDefault(&cfg.HeartbeatInterval, d.HeartbeatInterval)
 	setDefault(&cfg.HandshakeTimeout, d.HandshakeTimeout)
 	setDefault(&cfg.BackoffBase, d.BackoffBase)

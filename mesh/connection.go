@@ -68,7 +68,7 @@ func (r *Router) newConn(outbound bool, addr, target string) *conn {
 	c := &conn{
 		r: r, outbound: outbound, addr: addr, target: target,
 		ctx: ctx, cancel: cancel,
-		state: StateConnecting, since: time.Now(),
+		state: StateConnecting, since: r.clk.Now(),
 	}
 	if !outbound {
 		c.state = StateHandshake
@@ -180,6 +180,9 @@ func (r *Router) serveConn(c *conn, nc net.Conn) error {
 		sess, err = handshake.Server(hctx, nc, r.hcfg)
 	}
 	cancel()
+	if errors.Is(err, handshake.ErrSelf) {
+		return errSelf // our own address is among the targets
+	}
 	if err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
@@ -190,7 +193,7 @@ func (r *Router) serveConn(c *conn, nc net.Conn) error {
 	defer sess.Close()
 	stop := context.AfterFunc(c.ctx, func() { sess.Close() })
 	defer stop()
-	c.lastRecv.Store(time.Now().UnixNano())
+	c.lastRecv.Store(r.clk.Now().UnixNano())
 
 	werr := make(chan error, 1)
 	r.wg.Add(1)
@@ -214,7 +217,7 @@ func (c *conn) writeLoop() error {
 	if err := c.send(encodeHello(r.port)); err != nil {
 		return err
 	}
-	hb := time.NewTicker(r.cfg.HeartbeatInterval)
+	hb := r.clk.NewTicker(r.cfg.HeartbeatInterval)
 	defer hb.Stop()
 	deadAfter := time.Duration(r.cfg.DeadAfter) * r.cfg.HeartbeatInterval
 	heartbeat := []byte{tagHeartbeat}
@@ -224,7 +227,7 @@ func (c *conn) writeLoop() error {
 			if err := c.send(m); err != nil {
 				return err
 			}
-		case now := <-hb.C:
+		case now := <-hb.C():
 			if silent := now.Sub(time.Unix(0, c.lastRecv.Load())); silent > deadAfter {
 				return fmt.Errorf("%w for %s", errDead, silent.Round(time.Millisecond))
 			}
@@ -255,7 +258,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		c.lastRecv.Store(time.Now().UnixNano())
+		c.lastRecv.Store(r.clk.Now().UnixNano())
 		r.stats.received(msg)
 		if len(msg) == 0 {
 			return fmt.Errorf("%w: empty message", errEnvelope)
@@ -296,24 +299,16 @@ func (c *conn) dispatch(tag byte, body []byte) error {
 	r := c.r
 	switch tag {
 	case tagHeartbeat:
-	case tagUpdate:
-		peers, err := topology.DecodeUpdate(body)
+	case tagUpdate, tagSummary, tagDigest, tagHave, tagWant, tagBuckets:
+		m, err := decodeTopoMsg(tag, body)
 		if err != nil {
 			return err
 		}
-		r.post(func() { r.onUpdate(c, peers) })
-	case tagSummary:
-		s, err := topology.DecodeSummary(body)
-		if err != nil {
-			return err
-		}
-		r.post(func() { r.onSummary(c, s) })
-	case tagDigest:
-		d, err := decodeDigest(body)
-		if err != nil {
-			return err
-		}
-		r.post(func() { r.onDigest(c, d) })
+		r.post(func() {
+			if name := c.remote().Name; r.conns[name] == c {
+				r.gossip.receive(name, m)
+			}
+		})
 	case tagOverlay:
 		if ov, ok := c.ov.Load().(OverlayConn); ok {
 			ov.ControlMessage(body)

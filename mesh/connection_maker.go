@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +19,7 @@ type target struct {
 	discovered bool
 	peer       identity.PeerName // who is there, once known (or expected)
 	conn       *conn             // the attempt under way, if any
+	self       bool              // it reached us: never dialled again
 	attempts   int               // consecutive failures
 	lastErr    string
 	nextTry    time.Time
@@ -30,6 +28,8 @@ type target struct {
 func (t *target) status(r *Router) TargetStatus {
 	st := TargetStatus{Addr: t.addr, Discovered: t.discovered, Attempts: t.attempts, LastError: t.lastErr}
 	switch {
+	case t.self:
+		st.State = TargetSelf
 	case t.conn != nil && t.conn.registered,
 		t.peer != identity.UnknownPeer && r.conns[t.peer] != nil:
 		st.State = TargetConnected
@@ -39,55 +39,6 @@ func (t *target) status(r *Router) TargetStatus {
 		st.State, st.NextTry = TargetWaiting, t.nextTry
 	}
 	return st
-}
-
-// ParsePeerAddr checks a PEER argument (host[:port]) and returns it as
-// host:port, with defaultPort when it has none. Errors wrap ErrBadPeerAddr.
-func ParsePeerAddr(s string, defaultPort int) (string, error) {
-	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("%w %q: %s (want host[:port])", ErrBadPeerAddr, s, why)
-	}
-	if s == "" {
-		return bad("empty")
-	}
-	host, port := s, strconv.Itoa(defaultPort)
-	if ip, err := netip.ParseAddr(s); err == nil {
-		host = ip.String() // a bare IPv6 address has colons but no port
-	} else if strings.Contains(s, ":") {
-		h, p, err := net.SplitHostPort(s)
-		if err != nil {
-			return bad(strings.TrimPrefix(err.Error(), "address "+s+": "))
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return bad("port must be a number from 1 to 65535")
-		}
-		host, port = h, p
-	}
-	if host == "" {
-		return bad("no host")
-	}
-	if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
-		return bad("not an IP address or host name")
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-func validHostName(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, ch := range label {
-			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func (r *Router) parsePeers(peers []string) ([]string, error) {
@@ -127,10 +78,12 @@ func (r *Router) Connect(peers []string, replace bool) error {
 				}
 			}
 		}
-		now := time.Now()
+		now := r.clk.Now()
 		for _, a := range addrs {
 			delete(r.forgotten, a)
-			if t := r.targets[a]; t != nil {
+			if t := r.targets[a]; t != nil && t.self {
+				continue // known to be us
+			} else if t != nil {
 				t.discovered = false
 				t.nextTry = now // the user asked: try again now
 				continue
@@ -197,10 +150,10 @@ func (r *Router) backoff(n int) time.Duration {
 // tryTargets starts attempts for the targets that are due and arms the
 // timer for the next one. Actor only.
 func (r *Router) tryTargets() {
-	now := time.Now()
+	now := r.clk.Now()
 	var next time.Time
 	for _, t := range r.targets {
-		if t.conn != nil || (t.peer != identity.UnknownPeer && r.conns[t.peer] != nil) {
+		if t.self || t.conn != nil || (t.peer != identity.UnknownPeer && r.conns[t.peer] != nil) {
 			continue
 		}
 		if t.nextTry.After(now) {
@@ -241,7 +194,7 @@ func (r *Router) dial(t *target) {
 		}
 		r.post(func() {
 			if c.state == StateConnecting {
-				c.state, c.since = StateHandshake, time.Now()
+				c.state, c.since = StateHandshake, r.clk.Now()
 			}
 		})
 		r.runConn(c, nc)
@@ -258,8 +211,12 @@ func (r *Router) targetEnded(c *conn, cause error, wasEstablished bool) {
 	if c.remote().Name != identity.UnknownPeer {
 		t.peer = c.remote().Name
 	}
-	now := time.Now()
+	now := r.clk.Now()
 	switch {
+	case errors.Is(cause, errSelf):
+		t.self, t.attempts, t.lastErr = true, 0, ""
+		t.peer = r.cfg.Peer.Name
+		r.log.Info("target is this router; not dialling it again", "addr", t.addr)
 	case wasEstablished:
 		t.attempts, t.lastErr = 0, ""
 		t.nextTry = now.Add(r.backoff(1))
@@ -290,7 +247,7 @@ func (r *Router) discover(changed []topology.Peer, removed []identity.PeerName) 
 		return
 	}
 	our := r.cfg.Peer.Name
-	now := time.Now()
+	now := r.clk.Now()
 	for _, p := range changed {
 		if p.Name == our {
 			continue

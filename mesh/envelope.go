@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/topology"
 )
 
 // Every message on a session is an envelope: one tag byte, then a body
@@ -13,12 +14,18 @@ import (
 //
 //	hello      tag=1  listen port (2 bytes, big-endian); first message each way
 //	heartbeat  tag=2  empty
-//	update     tag=3  topology.EncodeUpdate
-//	summary    tag=4  topology.EncodeSummary
+//	update     tag=3  topology.EncodeUpdate: whole entries
+//	summary    tag=4  topology.EncodePartialSummary: all our stamps in some buckets
 //	digest     tag=5  8-byte topology digest (big-endian)
 //	overlay    tag=6  opaque, for OverlayConn.ControlMessage
 //	gossip     tag=7  kind (1 byte), ttl (1 byte), src (6 bytes), dst (6 bytes),
 //	                  channel name length (1 byte) and name, then the payload
+//	have       tag=8  topology.EncodeSummary: stamps of entries we hold
+//	want       tag=9  topology.EncodeSummary: stamps of entries we ask for
+//	buckets    tag=10 topology.EncodeBucketDigests
+//
+// Tags 3, 4, 5, 8, 9 and 10 are topology gossip (gossip.go); the handshake's
+// protocol version 3 introduced 8 to 10 and the partial summary.
 const (
 	tagHello     byte = 1
 	tagHeartbeat byte = 2
@@ -27,7 +34,51 @@ const (
 	tagDigest    byte = 5
 	tagOverlay   byte = 6
 	tagGossip    byte = 7
+	tagHave      byte = 8
+	tagWant      byte = 9
+	tagBuckets   byte = 10
 )
+
+// isTopology reports whether tag is a topology gossip message.
+func isTopology(tag byte) bool {
+	switch tag {
+	case tagUpdate, tagSummary, tagDigest, tagHave, tagWant, tagBuckets:
+		return true
+	}
+	return false
+}
+
+// topoMsg is a decoded topology gossip message; which fields are set
+// depends on tag.
+type topoMsg struct {
+	tag     byte
+	peers   []topology.Peer           // update
+	stamps  topology.Summary          // have, want, summary
+	buckets uint64                    // summary: the buckets it covers
+	digest  uint64                    // digest
+	bucketD *[topology.Buckets]uint64 // buckets
+}
+
+// decodeTopoMsg decodes the body of a topology gossip message (isTopology).
+func decodeTopoMsg(tag byte, body []byte) (topoMsg, error) {
+	m := topoMsg{tag: tag}
+	var err error
+	switch tag {
+	case tagUpdate:
+		m.peers, err = topology.DecodeUpdate(body)
+	case tagSummary:
+		m.buckets, m.stamps, err = topology.DecodePartialSummary(body)
+	case tagDigest:
+		m.digest, err = decodeDigest(body)
+	case tagHave, tagWant:
+		m.stamps, err = topology.DecodeSummary(body)
+	case tagBuckets:
+		m.bucketD, err = topology.DecodeBucketDigests(body)
+	default:
+		err = fmt.Errorf("%w: tag %d is not topology gossip", errEnvelope, tag)
+	}
+	return m, err
+}
 
 // Kinds of gossip-channel messages.
 const (
@@ -89,23 +140,11 @@ const maxChannelName = 255
 func (m *gossipMsg) encode() []byte {
 	b := make([]byte, 0, 1+gossipHeaderLen+len(m.channel)+len(m.payload))
 	b = append(b, tagGossip, m.kind, m.ttl)
-	b = appendName(b, m.src)
-	b = appendName(b, m.dst)
+	b = identity.AppendName(b, m.src)
+	b = identity.AppendName(b, m.dst)
 	b = append(b, byte(len(m.channel)))
 	b = append(b, m.channel...)
 	return append(b, m.payload...)
-}
-
-func appendName(b []byte, n identity.PeerName) []byte {
-	var x [8]byte
-	binary.BigEndian.PutUint64(x[:], uint64(n))
-	return append(b, x[2:]...)
-}
-
-func readName(b []byte) identity.PeerName {
-	var x [8]byte
-	copy(x[2:], b[:6])
-	return identity.PeerName(binary.BigEndian.Uint64(x[:]))
 }
 
 // decodeGossip parses a gossip body. The payload aliases body.
@@ -113,7 +152,7 @@ func decodeGossip(body []byte) (gossipMsg, error) {
 	if len(body) < gossipHeaderLen {
 		return gossipMsg{}, fmt.Errorf("%w: gossip of %d bytes", errEnvelope, len(body))
 	}
-	m := gossipMsg{kind: body[0], ttl: body[1], src: readName(body[2:8]), dst: readName(body[8:14])}
+	m := gossipMsg{kind: body[0], ttl: body[1], src: identity.ReadName(body[2:8]), dst: identity.ReadName(body[8:14])}
 	n := int(body[14])
 	rest := body[gossipHeaderLen:]
 	switch {

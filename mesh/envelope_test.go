@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/weavelab/weave/mesh/identity"
+	"github.com/weavelab/weave/mesh/topology"
 )
 
 func TestGossipEnvelopeRoundTrip(t *testing.T) {
@@ -65,6 +66,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add(encodeDigest(1 << 60))
 	f.Add((&gossipMsg{kind: gossipBroadcast, ttl: 5, src: 3, channel: "ipam", payload: []byte("p")}).encode())
 	f.Add((&gossipMsg{kind: gossipUnicast, ttl: 1, src: 3, dst: identity.PeerName(4), channel: "dns"}).encode())
+	stamps := topology.Summary{identity.PeerName(3): {Version: 2, UID: 9}}
+	f.Add(envelope(tagHave, topology.EncodeSummary(stamps)))
+	f.Add(envelope(tagWant, topology.EncodeSummary(stamps)))
+	f.Add(envelope(tagSummary, topology.EncodePartialSummary(topology.AllBuckets, stamps)))
+	f.Add(envelope(tagBuckets, topology.EncodeBucketDigests(&[topology.Buckets]uint64{1, 2, 3})))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 {
 			return
@@ -82,6 +88,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		case tagGossip:
 			if m, err := decodeGossip(body); err == nil && !bytes.Equal(m.encode(), b) {
 				t.Fatalf("gossip %+v re-encodes differently", m)
+			}
+		default:
+			if isTopology(tag) {
+				if m, err := decodeTopoMsg(tag, body); err == nil && m.tag != tag {
+					t.Fatalf("topology message of tag %d decoded as tag %d", tag, m.tag)
+				}
 			}
 		}
 	})

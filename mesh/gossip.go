@@ -1,237 +1,695 @@
 package mesh
 
 import (
+	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"time"
 
+	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
 )
 
-// Topology gossip. A change (ours, or news merged from a neighbour) goes as
-// a delta to topology.FanOut(peers) random neighbours, never to all of them;
-// receivers forward only entries that were new to them, so each change
-// costs O(N log N) messages mesh-wide at most. Deltas that arrive in one
-// burst of actor work are sent as one update. What a bounded fan-out
-// misses, anti-entropy repairs: every GossipInterval we send one random
-// neighbour the digest of our topology; if it differs, the neighbour sends
-// its summary (name, version, UID per peer) and each side sends the other
-// only the entries it lacks. A new connection starts with a summary
-// exchange, so a joining peer learns the whole topology once per link.
+// Topology gossip: how every peer learns every entry once, and every change
+// once, at a cost close to the size of what it learns.
+//
+//   - Our own entry, when it changes, is pushed whole to every neighbour:
+//     none of them can have it yet.
+//   - Any other entry that changes here is announced, as a stamp (name,
+//     UID, version: 15 bytes instead of an entry's ~150), to each neighbour
+//     not known to hold it; a neighbour that lacks it asks one announcer
+//     for it (want) and gets it from that one only (update). So each peer
+//     receives each entry version about once, whatever its degree, and
+//     nothing is echoed back to where it came from. Announcements wait
+//     UpdateDelay, so that a burst of changes goes as one message and
+//     copies arriving meanwhile from other neighbours suppress them.
+//   - Per entry we keep which neighbours are known to hold our version
+//     (they sent it, announced it, asked us for it, or we sent it): a bit
+//     per neighbour slot, reset when the version changes.
+//   - A request unanswered after RequestTimeout (lost, or the neighbour
+//     went) goes to another neighbour that announced the entry.
+//   - Anti-entropy, for whatever loss and races leave: every
+//     GossipInterval one random neighbour gets our digest (8 bytes); if it
+//     differs, the neighbour answers with the digests of the 64 buckets of
+//     names, we send our stamps of the buckets that differ, and the
+//     neighbour asks for what it lacks and announces what we lack. A
+//     quiet mesh costs one digest per peer per interval, whatever its size.
+//   - A new neighbour gets our whole summary (stamps), and asks for what it
+//     lacks, once, from whichever neighbour announced it first.
+//
+// topoGossip is that protocol without I/O: it owns the topology, is driven
+// by calls from one goroutine (the router's actor, or a simulation), sends
+// through gossipOutput and reads time and sets timers through the injected
+// clock, posting timer work back to its goroutine with post. Nothing in it
+// depends on map order, so a simulation on a virtual clock replays exactly.
+type topoGossip struct {
+	cfg  gossipConfig
+	out  gossipOutput
+	post func(func())
+	topo *topology.Topology
+	our  identity.PeerName
 
-// busyAntiEntropy: while we keep publishing, a topology anti-entropy round
-// runs every this many gossip intervals instead of every one.
-const busyAntiEntropy = 5
+	links []*gossipLink // by name, ascending
+	slots [maxLinkSlots]*gossipLink
+	// holders: per entry, the neighbours known to hold our version.
+	holders map[identity.PeerName]slotMask
+	// wanted: entries asked for and not yet received.
+	wanted map[identity.PeerName]*wantState
+	// changed since the last publish, for gossipOutput.topologyChanged.
+	changed map[identity.PeerName]topology.Peer
+	// tombs: entries we garbage-collected lately, by the stamp they had.
+	// A neighbour that has not collected one yet offers it back; taking
+	// it would bring the dead peer back to life here, to be collected
+	// again, round and round the mesh. So while a tomb lasts, that entry
+	// (or an older one) is taken only if some entry we hold lists a
+	// connection to its peer; otherwise it is parked, and asked for if
+	// an entry that lists it arrives (a partition healing).
+	tombs  map[identity.PeerName]tomb
+	parked map[identity.PeerName]parkedOffer
 
-// addPending queues changed entries for the next flush. from is the
-// connection they came from (nil for our own changes). Actor only.
-func (r *Router) addPending(from *conn, changed []topology.Peer) {
-	if len(changed) == 0 {
-		return
-	}
-	if len(r.pending) == 0 {
-		r.pendingSrc, r.pendMixed = from, false
-	} else if r.pendingSrc != from {
-		r.pendingSrc, r.pendMixed = nil, true
-	}
-	for _, p := range changed {
-		r.pending[p.Name] = p
+	ourDirty   bool // our connection list changed
+	pushOurs   bool // our entry changed: push it to every neighbour
+	pubArmed   bool
+	pubTimer   clock.Timer
+	aeTimer    clock.Timer
+	retryArmed bool
+	retryTimer clock.Timer
+	stopped    bool
+}
+
+// gossipConfig is the part of Config the protocol uses.
+type gossipConfig struct {
+	UpdateDelay    time.Duration
+	GossipInterval time.Duration
+	RequestTimeout time.Duration
+	Clock          clock.Clock
+	Rand           *rand.Rand
+	Log            *slog.Logger
+}
+
+// gossipOutput is where the protocol's effects go.
+type gossipOutput interface {
+	// sendTo queues msg (an envelope) for neighbour to without blocking;
+	// it reports false when the message was dropped.
+	sendTo(to identity.PeerName, msg []byte) bool
+	// topologyChanged reports, once per publish, the entries that changed
+	// (ours included) and the peers garbage-collected, both sorted.
+	topologyChanged(changed []topology.Peer, removed []identity.PeerName)
+}
+
+// maxLinkSlots bounds the neighbours whose holdings are tracked; entries
+// are announced to any others unconditionally (correct, just costlier).
+const maxLinkSlots = 128
+
+// maxRequestTries bounds how often one entry is asked for before the
+// request is dropped (anti-entropy then finds it again).
+const maxRequestTries = 4
+
+// maxUpdateEntries bounds the entries per update message (topology.MaxPeers
+// is what a receiver accepts).
+const maxUpdateEntries = 4096
+
+type gossipLink struct {
+	name identity.PeerName
+	conn topology.Conn
+	slot int // -1: untracked
+	// announce: names whose stamps go to this neighbour at the next publish.
+	announce map[identity.PeerName]struct{}
+}
+
+type tomb struct {
+	stamp topology.Stamp
+	until time.Time
+}
+
+type parkedOffer struct {
+	stamp topology.Stamp
+	from  identity.PeerName
+}
+
+// tombLife is how long a collected entry stays in tombs, in gossip
+// intervals: long enough for every peer to collect it too.
+const tombLife = 10
+
+type wantState struct {
+	stamp    topology.Stamp
+	from     identity.PeerName // asked last
+	cands    slotMask          // neighbours that announced it
+	deadline time.Time
+	tries    int
+}
+
+// slotMask is a set of link slots.
+type slotMask [maxLinkSlots / 64]uint64
+
+func (m *slotMask) set(i int) {
+	if i >= 0 {
+		m[i>>6] |= 1 << (i & 63)
 	}
 }
 
-// publishPending garbage-collects unreachable peers, refreshes the routes
-// snapshot, gossips the pending delta and runs discovery. Actor only.
-func (r *Router) publishPending() {
-	var removed []identity.PeerName
-	// GC costs a walk of the topology. It can only remove something when
-	// a connection was dropped or a peer added since the last one. Added
-	// peers are checked at once too: a neighbour's anti-entropy may hand
-	// back an entry we just dropped as unreachable, and it must not linger.
-	if r.topo.LostConns() || r.topo.NeedsGC() {
-		removed = r.topo.GC()
-		for _, n := range removed {
-			delete(r.pending, n)
+func (m *slotMask) clear(i int) {
+	if i >= 0 {
+		m[i>>6] &^= 1 << (i & 63)
+	}
+}
+
+func (m slotMask) has(i int) bool { return i >= 0 && m[i>>6]&(1<<(i&63)) != 0 }
+
+func newTopoGossip(topo *topology.Topology, cfg gossipConfig, out gossipOutput, post func(func())) *topoGossip {
+	return &topoGossip{
+		cfg: cfg, out: out, post: post, topo: topo, our: topo.Our().Name,
+		holders: make(map[identity.PeerName]slotMask),
+		wanted:  make(map[identity.PeerName]*wantState),
+		changed: make(map[identity.PeerName]topology.Peer),
+		tombs:   make(map[identity.PeerName]tomb),
+		parked:  make(map[identity.PeerName]parkedOffer),
+	}
+}
+
+// start arms the anti-entropy timer.
+func (g *topoGossip) start() { g.armAntiEntropy() }
+
+// stop disarms the timers; timer work already posted does nothing.
+func (g *topoGossip) stop() {
+	g.stopped = true
+	for _, t := range []clock.Timer{g.pubTimer, g.aeTimer, g.retryTimer} {
+		if t != nil {
+			t.Stop()
 		}
 	}
-	r.storeRoutes()
-	update := make([]topology.Peer, 0, len(r.pending))
-	for _, p := range r.pending {
-		update = append(update, p)
-	}
-	clear(r.pending)
-	exclude := r.pendingSrc
-	r.pendingSrc, r.pendMixed = nil, false
-	if len(removed) > 0 {
-		r.log.Debug("peers removed", "count", len(removed))
-	}
-	r.discover(update, removed)
-	if len(update) == 0 {
-		return
-	}
-	slices.SortFunc(update, func(a, b topology.Peer) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
+}
+
+// after runs f through post once d has passed, unless stopped by then.
+func (g *topoGossip) after(d time.Duration, f func()) clock.Timer {
+	return g.cfg.Clock.AfterFunc(d, func() {
+		g.post(func() {
+			if !g.stopped {
+				f()
+			}
+		})
 	})
-	// Encode once; a neighbour known to hold some of the entries (it sent
-	// them, we sent them, or its last summary had them) gets only the rest.
-	var shared []byte
-	for _, c := range r.gossipTargets(topology.FanOut(r.topo.Len()), exclude) {
-		send := c.lacking(update)
-		var err error
-		switch {
-		case len(send) == 0:
-			continue
-		case len(send) == len(update):
-			if shared == nil {
-				shared = envelope(tagUpdate, topology.EncodeUpdate(update))
-			}
-			err = c.enqueue(shared)
-		default:
-			err = c.enqueue(envelope(tagUpdate, topology.EncodeUpdate(send)))
-		}
-		if err == nil { // a dropped update is left to anti-entropy
-			c.learnt(send)
-		}
-	}
-	r.lastPublish = time.Now()
 }
 
-// lacking returns the entries of update that c is not known to hold (a
-// fresh slice unless it is all of them). Actor only.
-func (c *conn) lacking(update []topology.Peer) []topology.Peer {
-	var out []topology.Peer
-	for i := range update {
-		p := &update[i]
-		if k, ok := c.known[p.Name]; ok && !topology.StampOf(p).Beats(k) {
-			if out == nil {
-				out = append(make([]topology.Peer, 0, len(update)), update[:i]...)
-			}
-			continue
+func (g *topoGossip) link(name identity.PeerName) *gossipLink {
+	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	if !ok {
+		return nil
+	}
+	return g.links[i]
+}
+
+func cmpNames(a, b identity.PeerName) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// setLink adds our connection c (a new neighbour) or updates it.
+func (g *topoGossip) setLink(c topology.Conn) {
+	i, ok := slices.BinarySearchFunc(g.links, c.Remote, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	if ok {
+		if g.links[i].conn != c {
+			g.links[i].conn = c
+			g.ourDirty = true
+			g.arm()
 		}
-		if out != nil {
-			out = append(out, *p)
+		return
+	}
+	l := &gossipLink{name: c.Remote, conn: c, slot: -1, announce: make(map[identity.PeerName]struct{})}
+	for s := range g.slots {
+		if g.slots[s] == nil {
+			l.slot, g.slots[s] = s, l
+			break
 		}
 	}
-	if out == nil {
-		return update
+	g.links = slices.Insert(g.links, i, l)
+	g.ourDirty = true
+	g.arm()
+	// Our whole summary: the neighbour asks for what it lacks and
+	// announces what we lack.
+	g.send(l, tagSummary, topology.EncodePartialSummary(topology.AllBuckets, g.topo.Summary()))
+}
+
+// dropLink forgets the neighbour name (its connection is gone).
+func (g *topoGossip) dropLink(name identity.PeerName) {
+	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	if !ok {
+		return
+	}
+	l := g.links[i]
+	g.links = slices.Delete(g.links, i, i+1)
+	if l.slot >= 0 {
+		g.slots[l.slot] = nil
+		for n, m := range g.holders {
+			if m.has(l.slot) {
+				m.clear(l.slot)
+				g.holders[n] = m
+			}
+		}
+		for _, w := range g.wanted {
+			w.cands.clear(l.slot)
+		}
+	}
+	now := g.cfg.Clock.Now()
+	for _, w := range g.wanted {
+		if w.from == name {
+			w.deadline = now // ask someone else at once
+		}
+	}
+	if len(g.wanted) > 0 {
+		g.armRetry(0)
+	}
+	g.ourDirty = true
+	g.arm()
+}
+
+// ourConns lists our links for our topology entry.
+func (g *topoGossip) ourConns() []topology.Conn {
+	out := make([]topology.Conn, len(g.links))
+	for i, l := range g.links {
+		out[i] = l.conn
 	}
 	return out
 }
 
-// learnt records that c holds peers (or newer). Actor only.
-func (c *conn) learnt(peers []topology.Peer) {
-	if c.known == nil {
-		c.known = make(topology.Summary)
+// arm schedules a publish after UpdateDelay unless one is pending.
+func (g *topoGossip) arm() {
+	if g.pubArmed || g.stopped {
+		return
+	}
+	g.pubArmed = true
+	g.pubTimer = g.after(g.cfg.UpdateDelay, g.publish)
+}
+
+// send sends a topology message to l.
+func (g *topoGossip) send(l *gossipLink, tag byte, body []byte) bool {
+	return g.out.sendTo(l.name, envelope(tag, body))
+}
+
+// receive handles a decoded topology message from neighbour from.
+func (g *topoGossip) receive(from identity.PeerName, m topoMsg) {
+	l := g.link(from)
+	if l == nil {
+		return // not (or no longer) a neighbour
+	}
+	switch m.tag {
+	case tagUpdate:
+		g.onUpdate(l, m.peers)
+	case tagHave:
+		g.onHave(l, m.stamps)
+	case tagWant:
+		g.onWant(l, m.stamps)
+	case tagDigest:
+		if m.digest != g.topo.Digest() {
+			d := g.topo.BucketDigests()
+			g.send(l, tagBuckets, topology.EncodeBucketDigests(&d))
+		}
+	case tagBuckets:
+		ours := g.topo.BucketDigests()
+		var differ uint64
+		for i := range ours {
+			if ours[i] != m.bucketD[i] {
+				differ |= 1 << i
+			}
+		}
+		if differ != 0 {
+			g.send(l, tagSummary, topology.EncodePartialSummary(differ, g.topo.SummaryOf(differ)))
+		}
+	case tagSummary:
+		g.onHave(l, m.stamps)
+		// What the neighbour lacks in the buckets it covered (it may have
+		// dropped an entry we thought it held).
+		for n := range g.topo.SummaryOf(m.buckets) {
+			if _, ok := m.stamps[n]; !ok {
+				h := g.holders[n]
+				h.clear(l.slot)
+				g.holders[n] = h
+				l.announce[n] = struct{}{}
+			}
+		}
+		if len(l.announce) > 0 {
+			g.arm()
+		}
+	}
+}
+
+// onUpdate merges entries sent by l.
+func (g *topoGossip) onUpdate(l *gossipLink, peers []topology.Peer) {
+	changed, err := g.topo.Merge(peers)
+	if err != nil {
+		g.cfg.Log.Warn("bad topology update", "peer", l.name.String(), "err", err)
+		return
+	}
+	var unpark map[*gossipLink]topology.Summary
+	for _, p := range changed {
+		delete(g.tombs, p.Name)
+		delete(g.parked, p.Name)
+		for _, c := range p.Conns {
+			if po, ok := g.parked[c.Remote]; ok {
+				delete(g.parked, c.Remote)
+				if k := g.link(po.from); k != nil {
+					if unpark == nil {
+						unpark = make(map[*gossipLink]topology.Summary)
+					}
+					if unpark[k] == nil {
+						unpark[k] = make(topology.Summary)
+					}
+					unpark[k][c.Remote] = po.stamp
+				}
+			}
+		}
+	}
+	for _, k := range g.links { // in name order
+		if s := unpark[k]; s != nil {
+			g.onHave(k, s)
+		}
+	}
+	for _, p := range changed {
+		g.changed[p.Name] = p
+		if p.Name == g.our {
+			// An earlier run of us was out there: we outbid it.
+			g.holders[g.our] = slotMask{}
+			g.pushOurs = true
+			continue
+		}
+		g.holders[p.Name] = slotMask{}
+		for _, k := range g.links {
+			if k != l {
+				k.announce[p.Name] = struct{}{}
+			}
+		}
 	}
 	for i := range peers {
-		c.learntStamp(peers[i].Name, topology.StampOf(&peers[i]))
-	}
-}
-
-func (c *conn) learntStamp(n identity.PeerName, st topology.Stamp) {
-	if k, ok := c.known[n]; !ok || st.Beats(k) {
-		c.known[n] = st
-	}
-}
-
-// gossipTargets picks up to n random registered connections other than
-// exclude. Actor only.
-func (r *Router) gossipTargets(n int, exclude *conn) []*conn {
-	all := make([]*conn, 0, len(r.conns))
-	for _, c := range r.conns {
-		if c != exclude {
-			all = append(all, c)
+		n := peers[i].Name
+		st, ok := g.topo.Stamp(n)
+		if !ok {
+			continue
+		}
+		if st == topology.StampOf(&peers[i]) {
+			m := g.holders[n]
+			m.set(l.slot)
+			g.holders[n] = m
+		}
+		if w := g.wanted[n]; w != nil && !w.stamp.Beats(st) {
+			delete(g.wanted, n)
 		}
 	}
-	if len(all) <= n {
-		return all
-	}
-	r.rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	return all[:n]
-}
-
-// onUpdate merges an update from a neighbour. Actor only.
-func (r *Router) onUpdate(from *conn, peers []topology.Peer) {
-	changed, err := r.topo.Merge(peers)
-	if err != nil {
-		r.log.Warn("bad topology update", "remote", from.remote().String(), "err", err)
-		return
-	}
-	from.learnt(peers)
-	r.addPending(from, changed)
-}
-
-// onDigest answers a neighbour's digest with our summary when they differ.
-func (r *Router) onDigest(from *conn, d uint64) {
-	if from.registered && d != r.topo.Digest() {
-		r.sendSummary(from)
+	if len(changed) > 0 {
+		g.arm()
 	}
 }
 
-// onSummary sends a neighbour what its summary lacks, and asks for what we
-// lack by sending ours.
-func (r *Router) onSummary(from *conn, s topology.Summary) {
-	if !from.registered {
-		return
+// onHave handles stamps l holds: ask l for the entries that beat ours
+// (unless asked of another neighbour already), note the ones it holds as
+// we do, and announce ours back where it is behind.
+func (g *topoGossip) onHave(l *gossipLink, s topology.Summary) {
+	var want topology.Summary
+	var refs map[identity.PeerName]bool
+	now := g.cfg.Clock.Now()
+	for name, st := range s {
+		cur, ok := g.topo.Stamp(name)
+		if tb, dead := g.tombs[name]; !ok && dead && !st.Beats(tb.stamp) {
+			if refs == nil {
+				refs = g.referenced()
+			}
+			if !refs[name] {
+				g.parked[name] = parkedOffer{stamp: st, from: l.name}
+				continue
+			}
+		}
+		switch {
+		case ok && cur == st:
+			m := g.holders[name]
+			m.set(l.slot)
+			g.holders[name] = m
+			continue
+		case ok && cur.Beats(st):
+			// l is behind (whatever we thought): announce ours.
+			m := g.holders[name]
+			m.clear(l.slot)
+			g.holders[name] = m
+			l.announce[name] = struct{}{}
+			g.arm()
+			continue
+		case name == g.our:
+			if st.UID == cur.UID {
+				continue // a version of us we never made: ignore
+			}
+		}
+		if w := g.wanted[name]; w != nil && !st.Beats(w.stamp) {
+			w.cands.set(l.slot)
+			continue
+		}
+		w := &wantState{stamp: st, from: l.name, deadline: now.Add(g.cfg.RequestTimeout)}
+		w.cands.set(l.slot)
+		g.wanted[name] = w
+		if want == nil {
+			want = make(topology.Summary)
+		}
+		want[name] = st
 	}
-	if from.known == nil {
-		from.known = make(topology.Summary, len(s))
+	if len(want) > 0 {
+		g.send(l, tagWant, topology.EncodeSummary(want))
+		g.armRetry(g.cfg.RequestTimeout)
 	}
-	for n, st := range s {
-		from.learntStamp(n, st)
+}
+
+// referenced returns the peers that some entry we hold (ours included)
+// lists a connection to.
+func (g *topoGossip) referenced() map[identity.PeerName]bool {
+	refs := make(map[identity.PeerName]bool)
+	for _, l := range g.links {
+		refs[l.name] = true
 	}
-	if newer := r.topo.NewerThan(s); len(newer) > 0 {
-		if from.enqueue(envelope(tagUpdate, topology.EncodeUpdate(newer))) == nil {
-			from.learnt(newer)
+	for _, p := range g.topo.Peers() {
+		for _, c := range p.Conns {
+			refs[c.Remote] = true
 		}
 	}
-	if r.topo.Wants(s) {
-		r.sendSummary(from)
+	return refs
+}
+
+// onWant sends l the entries it asked for (our current versions).
+func (g *topoGossip) onWant(l *gossipLink, s topology.Summary) {
+	names := make([]identity.PeerName, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []topology.Peer
+	for _, n := range names {
+		if p, ok := g.topo.Entry(n); ok {
+			out = append(out, *p)
+		} // else gone meanwhile; the asker tries elsewhere
+	}
+	for chunk := range slices.Chunk(out, maxUpdateEntries) {
+		if !g.send(l, tagUpdate, topology.EncodeUpdate(chunk)) {
+			continue // queue full: the asker asks again
+		}
+		for i := range chunk {
+			m := g.holders[chunk[i].Name]
+			m.set(l.slot)
+			g.holders[chunk[i].Name] = m
+		}
 	}
 }
 
-func (r *Router) sendSummary(c *conn) {
-	c.enqueue(envelope(tagSummary, topology.EncodeSummary(r.topo.Summary())))
-}
-
-// antiEntropy runs every GossipInterval: the topology digest and each
-// gossip channel's state go to one random neighbour. While updates are
-// flowing (we published within the last interval) digests differ anyway
-// and a summary round would mostly repeat what the updates carry, so the
-// topology round then runs only every busyAntiEntropy intervals. Actor only.
-func (r *Router) antiEntropy() {
-	cs := r.gossipTargets(1, nil)
-	if len(cs) == 0 {
+// publish runs UpdateDelay after a change: our new entry, garbage
+// collection, then pushes and announcements, one message per neighbour.
+func (g *topoGossip) publish() {
+	g.pubArmed = false
+	if g.ourDirty {
+		g.ourDirty = false
+		upd := g.topo.SetOurConns(g.ourConns())
+		g.changed[g.our] = upd[0]
+		g.holders[g.our] = slotMask{}
+		g.pushOurs = true
+	}
+	var removed []identity.PeerName
+	if g.topo.LostConns() {
+		removed = g.gc()
+	}
+	if g.pushOurs {
+		g.pushOurs = false
+		ours, _ := g.topo.Entry(g.our)
+		msg := envelope(tagUpdate, topology.EncodeUpdate([]topology.Peer{*ours}))
+		m := g.holders[g.our]
+		for _, l := range g.links {
+			if !m.has(l.slot) && g.out.sendTo(l.name, msg) {
+				m.set(l.slot)
+			}
+		}
+		g.holders[g.our] = m
+	}
+	for _, l := range g.links {
+		if len(l.announce) == 0 {
+			continue
+		}
+		s := make(topology.Summary, len(l.announce))
+		for n := range l.announce {
+			if st, ok := g.topo.Stamp(n); ok && !g.holders[n].has(l.slot) {
+				s[n] = st
+			}
+		}
+		clear(l.announce)
+		if len(s) > 0 {
+			g.send(l, tagHave, topology.EncodeSummary(s))
+		}
+	}
+	if len(g.changed) == 0 && len(removed) == 0 {
 		return
 	}
-	r.aeSkipped++
-	if time.Since(r.lastPublish) >= r.cfg.GossipInterval || r.aeSkipped >= busyAntiEntropy {
-		r.aeSkipped = 0
-		cs[0].enqueue(encodeDigest(r.topo.Digest()))
+	changed := make([]topology.Peer, 0, len(g.changed))
+	for _, p := range g.changed {
+		changed = append(changed, p)
 	}
-	if cs = r.gossipTargets(1, nil); len(cs) > 0 {
-		r.channels.sendAllState(cs[0])
+	clear(g.changed)
+	slices.SortFunc(changed, func(a, b topology.Peer) int { return cmpNames(a.Name, b.Name) })
+	g.out.topologyChanged(changed, removed)
+}
+
+// gc drops the peers no longer reachable from us, and what we kept about
+// them.
+func (g *topoGossip) gc() []identity.PeerName {
+	collected := g.topo.Collect()
+	until := g.cfg.Clock.Now().Add(tombLife * g.cfg.GossipInterval)
+	removed := make([]identity.PeerName, 0, len(collected))
+	for n, st := range collected {
+		removed = append(removed, n)
+		g.tombs[n] = tomb{stamp: st, until: until}
+	}
+	slices.Sort(removed)
+	for _, n := range removed {
+		delete(g.holders, n)
+		delete(g.wanted, n)
+		delete(g.changed, n)
+		for _, l := range g.links {
+			delete(l.announce, n)
+		}
+	}
+	if len(removed) > 0 {
+		g.cfg.Log.Debug("peers removed", "count", len(removed))
+	}
+	return removed
+}
+
+// armRetry arms the request timer to fire after d unless it is armed.
+func (g *topoGossip) armRetry(d time.Duration) {
+	if g.stopped {
+		return
+	}
+	if g.retryArmed {
+		if d > 0 {
+			return
+		}
+		g.retryTimer.Stop()
+	}
+	g.retryArmed = true
+	g.retryTimer = g.after(d, g.retry)
+}
+
+// retry asks again, of another announcer if there is one, for the entries
+// whose requests timed out.
+func (g *topoGossip) retry() {
+	g.retryArmed = false
+	now := g.cfg.Clock.Now()
+	var due []identity.PeerName
+	next := time.Time{}
+	for n, w := range g.wanted {
+		if !w.deadline.After(now) {
+			due = append(due, n)
+		} else if next.IsZero() || w.deadline.Before(next) {
+			next = w.deadline
+		}
+	}
+	slices.Sort(due)
+	asks := make(map[*gossipLink]topology.Summary)
+	for _, n := range due {
+		w := g.wanted[n]
+		l := g.nextCandidate(w)
+		if w.tries++; l == nil || w.tries >= maxRequestTries {
+			delete(g.wanted, n)
+			continue
+		}
+		w.from, w.deadline = l.name, now.Add(g.cfg.RequestTimeout)
+		if next.IsZero() || w.deadline.Before(next) {
+			next = w.deadline
+		}
+		if asks[l] == nil {
+			asks[l] = make(topology.Summary)
+		}
+		asks[l][n] = w.stamp
+	}
+	for _, l := range g.links { // in name order
+		if s := asks[l]; s != nil {
+			g.send(l, tagWant, topology.EncodeSummary(s))
+		}
+	}
+	if !next.IsZero() {
+		g.armRetry(max(next.Sub(now), time.Millisecond))
 	}
 }
 
-// digest returns our topology digest and size for tests; ok is false
-// while changes wait to be published (the routes may lag the topology).
-func (r *Router) digest() (d uint64, n int, ok bool) {
-	ok = r.call(func() {
-		d, n = r.topo.Digest(), r.topo.Len()
-		ok = len(r.pending) == 0 && !r.ourDirty
-	}) && ok
-	return d, n, ok
+// nextCandidate picks the neighbour to ask for w next: the first announcer
+// after the one asked last (in slot order), else that one again if it is
+// still linked.
+func (g *topoGossip) nextCandidate(w *wantState) *gossipLink {
+	last := -1
+	if l := g.link(w.from); l != nil {
+		last = l.slot
+	}
+	for k := 1; k <= maxLinkSlots; k++ {
+		s := (last + k + maxLinkSlots) % maxLinkSlots
+		if w.cands.has(s) && g.slots[s] != nil {
+			return g.slots[s]
+		}
+	}
+	return nil
 }
 
-// knows reports whether our topology has an entry for name (for tests).
-func (r *Router) knows(name identity.PeerName) bool {
-	var found bool
-	r.call(func() { _, found = r.topo.Get(name) })
-	return found
+// armAntiEntropy schedules the next anti-entropy round.
+func (g *topoGossip) armAntiEntropy() {
+	d := time.Duration(float64(g.cfg.GossipInterval) * (0.75 + g.cfg.Rand.Float64()/2))
+	g.aeTimer = g.after(d, g.antiEntropy)
 }
+
+// antiEntropy sends our digest to one random neighbour, and collects peers
+// added but never connected to the rest (stale entries handed back by a
+// lagging neighbour) once things have settled.
+func (g *topoGossip) antiEntropy() {
+	g.armAntiEntropy()
+	now := g.cfg.Clock.Now()
+	for n, tb := range g.tombs {
+		if now.After(tb.until) {
+			delete(g.tombs, n)
+			delete(g.parked, n)
+		}
+	}
+	if g.topo.NeedsGC() && !g.pubArmed && len(g.wanted) == 0 {
+		if removed := g.gc(); len(removed) > 0 {
+			g.out.topologyChanged(nil, removed)
+		}
+	}
+	if len(g.links) == 0 {
+		return
+	}
+	l := g.links[g.cfg.Rand.IntN(len(g.links))]
+	g.out.sendTo(l.name, encodeDigest(g.topo.Digest()))
+}
+
+// randomLink returns a random neighbour, or "" with none.
+func (g *topoGossip) randomLink() identity.PeerName {
+	if len(g.links) == 0 {
+		return identity.UnknownPeer
+	}
+	return g.links[g.cfg.Rand.IntN(len(g.links))].name
+}
+
+// settled reports whether nothing waits to be published or fetched.
+func (g *topoGossip) settled() bool { return !g.pubArmed && len(g.wanted) == 0 }

@@ -144,3 +144,20 @@ var indexOf struct {
 	m    map[identity.PeerName]int
 	next int
 }
+
+// digest returns r's topology digest and size; ok is false while changes
+// wait to be published or fetched (the routes may lag the topology).
+func (r *Router) digest() (d uint64, n int, ok bool) {
+	ok = r.call(func() {
+		d, n = r.topo.Digest(), r.topo.Len()
+		ok = r.gossip.settled()
+	}) && ok
+	return d, n, ok
+}
+
+// knows reports whether r's topology has an entry for name.
+func (r *Router) knows(name identity.PeerName) bool {
+	var found bool
+	r.call(func() { _, found = r.topo.Get(name) })
+	return found
+}

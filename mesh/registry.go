@@ -26,7 +26,7 @@ var (
 // backing off on errors instead of spinning. Each connection goes through
 // the admission gate (admission.go) before anything is spent on it.
 func (r *Router) acceptLoop(ln net.Listener) {
-	gate := newAdmission(r.cfg, time.Now, r.log)
+	gate := newAdmission(r.cfg, r.clk.Now, r.log)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -72,7 +72,7 @@ func (r *Router) register(c *conn) {
 	remote := c.remote()
 	our := r.cfg.Peer
 	c.peer = remote
-	c.state, c.since = StateHandshake, time.Now()
+	c.state, c.since = StateHandshake, r.clk.Now()
 	if remote.Name == our.Name {
 		if remote.UID == our.UID {
 			c.close(errSelf)
@@ -124,15 +124,15 @@ func (r *Router) register(c *conn) {
 	c.registered = true
 	r.conns[remote.Name] = c
 	ov.Confirm()
-	r.ourDirty, r.neighDirty = true, true
+	r.neighDirty = true
 	if t := r.targets[c.target]; t != nil && c.target != "" {
 		t.peer = remote.Name
 	}
 	r.makerDirty = true
 	r.log.Info("connection added", "conn", c.res.ConnID, "addr", c.addr, "remote", remote.String(), "outbound", c.outbound)
-	// Anti-entropy with the new neighbour at once: it answers with what we
-	// lack, and we with what it lacks.
-	r.sendSummary(c)
+	// Topology gossip starts with a summary exchange; the gossip channels
+	// send their state.
+	r.gossip.setLink(c.topologyConn())
 	r.channels.sendAllState(c)
 }
 
@@ -161,8 +161,8 @@ func (r *Router) markEstablished(c *conn) {
 		return
 	}
 	c.established = true
-	c.state, c.reason, c.since = StateEstablished, "", time.Now()
-	r.ourDirty = true
+	c.state, c.reason, c.since = StateEstablished, "", r.clk.Now()
+	r.gossip.setLink(c.topologyConn())
 	if t := r.targets[c.target]; t != nil && c.target != "" {
 		t.attempts, t.lastErr = 0, ""
 	}
@@ -178,7 +178,8 @@ func (r *Router) unregister(c *conn) {
 		delete(r.conns, c.remote().Name)
 	}
 	c.overlay.Stop()
-	r.ourDirty, r.neighDirty, r.makerDirty = true, true, true
+	r.gossip.dropLink(c.remote().Name)
+	r.neighDirty, r.makerDirty = true, true
 }
 
 // connEnded runs when a connection's goroutines have finished. Actor only.
@@ -187,18 +188,32 @@ func (r *Router) connEnded(c *conn, cause error) {
 	c.peer = c.remote() // the connection's goroutines have finished
 	wasEstablished := c.established
 	r.unregister(c)
+	if other := r.conns[c.remote().Name]; c.remote().Name != identity.UnknownPeer && other != nil &&
+		other.remote().UID == c.remote().UID && !errors.Is(cause, errDuplicate) {
+		// We are connected to the same run of its peer by another
+		// connection: this one lost the tie-break at the other end,
+		// which closed it before we saw both.
+		cause = fmt.Errorf("%w (%v)", errDuplicate, cause)
+	}
 	reason := "closed"
 	if cause != nil {
 		reason = cause.Error()
 	}
-	st := c.status()
-	st.State, st.Reason, st.Since = StateFailed, reason, time.Now()
-	r.failed = append(r.failed, st)
-	if len(r.failed) > maxFailed {
-		r.failed = r.failed[len(r.failed)-maxFailed:]
+	// A connection to ourselves (shown as its target's state) and the
+	// loser of a duplicate tie-break (its peer is connected) are not
+	// failures worth a line in status.
+	if !errors.Is(cause, errSelf) && !errors.Is(cause, errDuplicate) {
+		st := c.status()
+		st.State, st.Reason, st.Since = StateFailed, reason, r.clk.Now()
+		r.failed = append(r.failed, st)
+		if len(r.failed) > maxFailed {
+			r.failed = r.failed[len(r.failed)-maxFailed:]
+		}
 	}
 	level := r.log.Info
 	switch {
+	case errors.Is(cause, errSelf):
+		level = r.log.Debug
 	case !c.outbound && c.sess == nil:
 		// A failed inbound handshake: the admission gate logs those,
 		// rate-limited by source (admission.go).

@@ -1,9 +1,15 @@
 // Package mesh owns the control plane between routers: TCP connections on
 // port 6783 (dial, accept, handshake via mesh/handshake), heartbeats and
-// dead-peer detection, topology gossip (mesh/topology) with bounded fan-out
-// and anti-entropy, the connection maker (targets, discovery, backoff), the
-// routes snapshot the data plane forwards by, and the gossip channel API that
-// other packages use to replicate their state.
+// dead-peer detection, topology gossip (gossip.go: stamps announced, entries
+// pulled once per peer, bucketed anti-entropy; the state is mesh/topology),
+// the connection maker (targets, discovery, backoff), the routes snapshot
+// the data plane forwards by, and the gossip channel API that other packages
+// use to replicate their state.
+//
+// Time and randomness come from Config.Clock and Config.Rand, so that the
+// topology gossip (topoGossip, which does no I/O) runs in a simulation on
+// virtual time with thousands of peers, exactly reproducible from a seed
+// (vsim_test.go, scale_test.go, BenchmarkConvergence*).
 //
 // Concurrency: one actor goroutine (Router.loop) owns the topology, the
 // connections and the targets; everything else hands it closures on a
@@ -25,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/mesh/topology"
@@ -35,7 +42,7 @@ var (
 	// ErrClosed: the router is closed (or was never started).
 	ErrClosed = errors.New("mesh router not running")
 	// ErrBadPeerAddr: a PEER given to Connect or Forget is not host[:port].
-	ErrBadPeerAddr = errors.New("malformed peer address")
+	ErrBadPeerAddr = errors.New("bad peer address")
 	// ErrNoRoute: a gossip-channel unicast destination is unreachable.
 	ErrNoRoute = errors.New("no route to peer")
 	// ErrIncompatible: returned (wrapped) by a Gossiper's OnGossip for
@@ -69,26 +76,21 @@ type Router struct {
 	channels channelRegistry
 	stats    counters
 
+	clk clock.Clock
+
 	// Owned by the actor goroutine.
-	port        int
-	topo        *topology.Topology
-	conns       map[identity.PeerName]*conn // registered, one per peer
-	attempts    map[*conn]struct{}          // every live conn, registered or not
-	failed      []ConnectionStatus          // recent failures, oldest first
-	targets     map[string]*target
-	forgotten   map[string]struct{}
-	pending     map[identity.PeerName]topology.Peer // changed entries to gossip
-	pendingSrc  *conn                               // sole source of pending, nil if several or us
-	pendMixed   bool
-	ourDirty    bool // our connection list changed
-	makerDirty  bool // targets need a look
-	neighDirty  bool // r.neigh needs a new snapshot
-	makerTimer  *time.Timer
-	pubTimer    *time.Timer // armed while changes wait for UpdateDelay
-	pubArmed    bool
-	lastPublish time.Time // last topology update we gossiped
-	aeSkipped   int       // anti-entropy rounds since the last topology one
-	rng         *rand.Rand
+	port       int
+	topo       *topology.Topology // owned by gossip; the actor reads it
+	gossip     *topoGossip
+	conns      map[identity.PeerName]*conn // registered, one per peer
+	attempts   map[*conn]struct{}          // every live conn, registered or not
+	failed     []ConnectionStatus          // recent failures, oldest first
+	targets    map[string]*target
+	forgotten  map[string]struct{}
+	makerDirty bool // targets need a look
+	neighDirty bool // r.neigh needs a new snapshot
+	makerTimer clock.Timer
+	rng        *rand.Rand
 }
 
 // New validates cfg and returns a router that is not yet running.
@@ -107,8 +109,8 @@ func New(cfg Config) (*Router, error) {
 		attempts:  make(map[*conn]struct{}),
 		targets:   make(map[string]*target),
 		forgotten: make(map[string]struct{}),
-		pending:   make(map[identity.PeerName]topology.Peer),
-		rng:       rand.New(rand.NewPCG(uint64(cfg.Peer.UID), uint64(cfg.Peer.Name))),
+		clk:       cfg.Clock,
+		rng:       rand.New(cfg.Rand),
 	}
 	topo, err := topology.NewSigned(cfg.Peer, cfg.Key)
 	if err != nil {
@@ -116,6 +118,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	r.topo = topo
+	r.gossip = newTopoGossip(topo, r.gossipConfig(), r, func(f func()) { r.post(f) })
 	r.hcfg = handshake.Config{
 		Key:                 cfg.Key,
 		KeyExchangeInterval: cfg.KeyExchangeInterval,
@@ -157,9 +160,7 @@ func (r *Router) Start(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, r.cancel)
 	context.AfterFunc(r.ctx, func() { ln.Close() })
-	r.makerTimer = time.NewTimer(time.Hour)
-	r.pubTimer = time.NewTimer(time.Hour)
-	r.pubTimer.Stop()
+	r.makerTimer = r.clk.NewTimer(time.Hour)
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
@@ -208,21 +209,23 @@ func (r *Router) storeRoutes() {
 // stops, and after each burst of work flushes what changed (our connection
 // list, gossip, routes, targets).
 func (r *Router) loop() {
-	gossip := time.NewTicker(r.jitter(r.cfg.GossipInterval))
+	gossip := r.clk.NewTicker(r.jitter(r.cfg.GossipInterval))
 	defer gossip.Stop()
 	defer r.makerTimer.Stop()
-	defer r.pubTimer.Stop()
+	r.gossip.start()
+	defer r.gossip.stop()
 	for {
 		select {
 		case f := <-r.actions:
 			f()
-		case <-r.makerTimer.C:
+		case <-r.makerTimer.C():
 			r.makerDirty = true
-		case <-r.pubTimer.C:
-			r.pubArmed = false
-			r.publish()
-		case <-gossip.C:
-			r.antiEntropy()
+		case <-gossip.C():
+			// Topology anti-entropy runs in r.gossip; the gossip
+			// channels' state goes to one random neighbour here.
+			if c := r.conns[r.gossip.randomLink()]; c != nil {
+				r.channels.sendAllState(c)
+			}
 		case <-r.ctx.Done():
 			r.shutdown()
 			return
@@ -295,16 +298,12 @@ func (r *Router) call(f func()) bool {
 
 // jitter returns d scaled by a random factor in [0.75, 1.25).
 func (r *Router) jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+	return time.Duration(float64(d) * (0.75 + r.rng.Float64()/2))
 }
 
-// flush runs after each burst of actions. Topology changes wait for
-// UpdateDelay (see publish); the rest is done at once. Actor only.
+// flush runs after each burst of actions. (Topology changes wait for
+// UpdateDelay in r.gossip, which then calls topologyChanged.) Actor only.
 func (r *Router) flush() {
-	if (r.ourDirty || len(r.pending) > 0) && !r.pubArmed {
-		r.pubArmed = true
-		r.pubTimer.Reset(r.cfg.UpdateDelay)
-	}
 	if r.neighDirty {
 		r.neighDirty = false
 		m := make(map[identity.PeerName]*conn, len(r.conns))
@@ -319,16 +318,27 @@ func (r *Router) flush() {
 	}
 }
 
-// publish puts our new connection list into the topology and gossips the
-// changes collected since the last publish. Actor only.
-func (r *Router) publish() {
-	if r.ourDirty {
-		r.ourDirty = false
-		upd := r.topo.SetOurConns(r.ourConns())
-		r.addPending(nil, upd)
+// gossipConfig is the part of the config that topology gossip uses.
+func (r *Router) gossipConfig() gossipConfig {
+	return gossipConfig{
+		UpdateDelay:    r.cfg.UpdateDelay,
+		GossipInterval: r.cfg.GossipInterval,
+		RequestTimeout: r.cfg.RequestTimeout,
+		Clock:          r.clk,
+		Rand:           rand.New(rand.NewPCG(r.rng.Uint64(), r.rng.Uint64())),
+		Log:            r.log,
 	}
-	if len(r.pending) > 0 {
-		r.publishPending()
-	}
-	r.flush() // discovery may have added targets
+}
+
+// sendTo is how topology gossip reaches neighbour to. Actor only.
+func (r *Router) sendTo(to identity.PeerName, msg []byte) bool {
+	c := r.conns[to]
+	return c != nil && c.enqueue(msg) == nil
+}
+
+// topologyChanged is called by topology gossip after each publish: the
+// routes snapshot and the connection maker follow. Actor only.
+func (r *Router) topologyChanged(changed []topology.Peer, removed []identity.PeerName) {
+	r.storeRoutes()
+	r.discover(changed, removed)
 }

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -87,20 +88,69 @@ func TestSimultaneousConnectKeepsOne(t *testing.T) {
 	}
 }
 
-func TestSelfConnectionRefused(t *testing.T) {
+// TestSamePeerListOnEveryHost: each router is given every address, its own
+// included, as when one peer list is handed to every host. Each finds its
+// own address to be itself after one try and shows it once, as a target in
+// state self; the duplicate connections between the two (each dials the
+// other) resolve to one without a failure; status has no failed lines.
+func TestSamePeerListOnEveryHost(t *testing.T) {
 	s := newSim(t)
-	a := s.start(0, nil)
-	s.connect(0, 0)
-	waitFor(t, 10*time.Second, "self connection refused", func() bool {
-		for _, c := range a.Status().Connections {
-			if c.State == StateFailed && strings.Contains(c.Reason, errSelf.Error()) {
-				return true
+	a := s.start(0, func(c *Config) { c.BackoffBase, c.BackoffMax = time.Millisecond, 5*time.Millisecond })
+	b := s.start(1, func(c *Config) { c.BackoffBase, c.BackoffMax = time.Millisecond, 5*time.Millisecond })
+	s.connect(0, 0, 1)
+	s.connect(1, 0, 1)
+	for i, r := range []*Router{a, b} {
+		waitFor(t, 10*time.Second, "self target found", func() bool {
+			for _, tg := range r.Status().Targets {
+				if tg.Addr == addrOf(i) {
+					return tg.State == TargetSelf
+				}
+			}
+			return false
+		})
+	}
+	waitFor(t, 10*time.Second, "a and b connected", func() bool { return connected(a, name(1)) && connected(b, name(0)) })
+	// Long enough for many retries at this backoff, were there any.
+	time.Sleep(100 * time.Millisecond)
+	for i, r := range []*Router{a, b} {
+		if n := s.net.Dials(addrOf(i)); n > 2 { // its own dial, and the other's
+			t.Errorf("router %d's address dialled %d times", i, n)
+		}
+		st := r.Status()
+		selfs := 0
+		for _, c := range st.Connections {
+			switch c.State {
+			case StateFailed:
+				t.Errorf("router %d: failed connection in status: %+v", i, c)
+			case StateSelf:
+				if selfs++; c.Addr != addrOf(i) {
+					t.Errorf("router %d: self connection at %s", i, c.Addr)
+				}
 			}
 		}
-		return false
-	})
-	if len(a.Routes().Reachable()) != 0 {
-		t.Errorf("reachable = %v, want none", a.Routes().Reachable())
+		if selfs != 1 {
+			t.Errorf("router %d: %d self lines in status, want 1", i, selfs)
+		}
+		states := map[string]string{}
+		for _, tg := range st.Targets {
+			states[tg.Addr] = tg.State
+		}
+		if want := map[string]string{addrOf(i): TargetSelf, addrOf(1 - i): TargetConnected}; !maps.Equal(states, want) {
+			t.Errorf("router %d targets %v, want %v", i, states, want)
+		}
+		// Connect again with the same list: the self target stays put.
+		if err := r.Connect([]string{addrOf(0), addrOf(1)}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i := range 2 {
+		if n := s.net.Dials(addrOf(i)); n > 2 {
+			t.Errorf("router %d's address dialled %d times after a second Connect", i, n)
+		}
+	}
+	if len(a.Routes().Reachable()) != 1 {
+		t.Errorf("a reaches %v, want just b", a.Routes().Reachable())
 	}
 }
 

@@ -97,36 +97,6 @@ func (s *sim) converged(g graph, n int) bool {
 	return true
 }
 
-// startRandomSim starts n routers with discovery off linked as a random
-// sparse graph, and returns the graph.
-func startRandomSim(tb testing.TB, n int, mod func(*Config)) (*sim, graph) {
-	s := newSim(tb)
-	g, dials := randomSparse(n, 1, rand.New(rand.NewPCG(uint64(n), 7)))
-	for i := 0; i < n; i++ {
-		s.start(i, func(c *Config) {
-			c.NoDiscovery = true
-			if mod != nil {
-				mod(c)
-			}
-		})
-	}
-	for _, d := range dials {
-		s.connect(d[0], d[1])
-	}
-	return s, g
-}
-
-func TestSimulationRandom100(t *testing.T) {
-	const n = 100
-	s, g := startRandomSim(t, n, func(c *Config) {
-		c.HeartbeatInterval = 500 * time.Millisecond
-		c.GossipInterval = 500 * time.Millisecond
-	})
-	waitFor(t, 3*time.Minute, "topology convergence", func() bool { return s.converged(g, n) })
-	checkRoutes(t, s, g, n)
-	checkBroadcastTrees(t, s, n)
-}
-
 // checkRoutes compares every router's unicast next hops with shortest paths
 // computed from the ground truth: the next hop must be the lowest-named
 // neighbour one hop closer to the destination.

@@ -8,8 +8,8 @@ type Stats struct {
 	BytesSent        uint64 `json:"bytes_sent"`
 	MessagesReceived uint64 `json:"messages_received"`
 	BytesReceived    uint64 `json:"bytes_received"`
-	// TopologyBytesSent counts topology gossip (updates, summaries,
-	// digests), the cost that must stay O(N log N) per change.
+	// TopologyBytesSent counts topology gossip (entries, stamps, digests;
+	// see gossip.go), about the size of each change once per peer.
 	TopologyBytesSent uint64 `json:"topology_bytes_sent"`
 	// Dropped counts messages dropped because a send queue was full.
 	Dropped uint64 `json:"dropped"`
@@ -17,18 +17,13 @@ type Stats struct {
 
 type counters struct {
 	msgsSent, bytesSent, msgsRecv, bytesRecv, topoBytes, dropped atomic.Uint64
-	sumBytes                                                     atomic.Uint64
 }
 
 func (c *counters) sent(m []byte) {
 	c.msgsSent.Add(1)
 	c.bytesSent.Add(uint64(len(m)))
-	switch m[0] {
-	case tagUpdate, tagSummary, tagDigest:
+	if isTopology(m[0]) {
 		c.topoBytes.Add(uint64(len(m)))
-		if m[0] == tagSummary {
-			c.sumBytes.Add(uint64(len(m)))
-		}
 	}
 }
 

@@ -14,6 +14,9 @@ const (
 	StateHandshake   = "handshake"   // TCP up; handshake or data path pending
 	StateEstablished = "established" // the overlay says the data path works
 	StateFailed      = "failed"      // the last attempt failed (see Reason)
+	// StateSelf: a target that turned out to be this router's own
+	// address; listed once, never dialled again (see TargetSelf).
+	StateSelf = "self"
 )
 
 // Target states as Status reports them.
@@ -21,6 +24,10 @@ const (
 	TargetConnecting = "connecting" // an attempt is under way
 	TargetConnected  = "connected"  // we have a connection to its peer
 	TargetWaiting    = "waiting"    // backing off until NextTry
+	// TargetSelf: the address reached this router itself (the same peer
+	// list given to every host includes our own address); it is not
+	// dialled again.
+	TargetSelf = "self"
 )
 
 // Status is a snapshot of the router for `weave status` and `weave report`.
@@ -86,6 +93,12 @@ func (r *Router) Status() Status {
 		st.Connections = append(st.Connections, r.failed...)
 		for _, t := range r.targets {
 			st.Targets = append(st.Targets, t.status(r))
+			if t.self {
+				st.Connections = append(st.Connections, ConnectionStatus{
+					Peer: r.cfg.Peer, Addr: t.addr, Outbound: true, State: StateSelf,
+					Reason: "this router's own address; not dialled again",
+				})
+			}
 		}
 	})
 	slices.SortFunc(st.Connections, func(a, b ConnectionStatus) int {

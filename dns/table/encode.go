@@ -51,8 +51,7 @@ func Encode(entries []Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for i := range entries {
 		e := &entries[i]
-		o := e.Origin
-		b = append(b, byte(o>>40), byte(o>>32), byte(o>>24), byte(o>>16), byte(o>>8), byte(o))
+		b = identity.AppendName(b, e.Origin)
 		b = binary.AppendUvarint(b, e.Version)
 		var f byte
 		if e.Tombstone {
@@ -174,8 +173,7 @@ func (d *decoder) take(n int) []byte {
 func (d *decoder) byte() byte { return d.take(1)[0] }
 
 func (d *decoder) origin() identity.PeerName {
-	v := d.take(6)
-	return identity.PeerName(uint64(v[0])<<40 | uint64(v[1])<<32 | uint64(v[2])<<24 | uint64(v[3])<<16 | uint64(v[4])<<8 | uint64(v[5]))
+	return identity.ReadName(d.take(identity.NameLen))
 }
 
 // uvarint reads a minimal unsigned varint.

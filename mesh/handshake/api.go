@@ -26,6 +26,9 @@ var (
 	ErrWrongPassword = errors.New("authentication failed: the password differs")
 	// ErrPasswordMismatch: one end has a password and the other has none.
 	ErrPasswordMismatch = errors.New("password mismatch")
+	// ErrSelf: the remote proved to be this very peer (same name, key
+	// and UID): a connection to ourselves.
+	ErrSelf = errors.New("connection to ourselves")
 	// ErrVersion: the two ends have no protocol version in common.
 	ErrVersion = errors.New("no common protocol version")
 	// ErrProtocol: the remote sent bytes that are not a valid hello or frame
@@ -42,10 +45,14 @@ var (
 )
 
 // Protocol versions this package speaks. Both ends use the highest version
-// that both support.
+// that both support. The version covers the messages the mesh sends over
+// the session too: version 3 changed topology gossip (stamps announced and
+// entries pulled, bucketed anti-entropy; see mesh/envelope.go), so a
+// version 2 peer is refused at the handshake, with ErrVersion, rather than
+// failing on the first summary.
 const (
-	MinVersion uint8 = 2
-	MaxVersion uint8 = 2
+	MinVersion uint8 = 3
+	MaxVersion uint8 = 3
 )
 
 // MaxMessageSize bounds the payload of one Send/Recv message.

@@ -123,6 +123,11 @@ func run(ctx context.Context, conn net.Conn, cfg Config, isClient bool) (_ Sessi
 	if keys != nil {
 		s.setKeys(*keys)
 	}
+	if theirs.Peer.Name == cfg.Local.Name && theirs.Peer.UID == cfg.Local.UID {
+		// Proven (the remote signed with our key): we dialled ourselves.
+		// Both ends get here, since each has read all the other sent.
+		return nil, fmt.Errorf("peer %s: %w", who, ErrSelf)
+	}
 	if !stop() {
 		return nil, fmt.Errorf("peer %s: handshake: %w", who, context.Cause(ctx))
 	}

@@ -143,7 +143,7 @@ func TestVersionMismatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = <-errc
-			if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "we speak 2..2, the peer 5..7") {
+			if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), fmt.Sprintf("we speak %d..%d, the peer 5..7", MinVersion, MaxVersion)) {
 				t.Fatalf("got %v, want ErrVersion naming both ranges", err)
 			}
 		})

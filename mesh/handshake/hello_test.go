@@ -8,7 +8,7 @@ import (
 )
 
 func testHello() *hello {
-	h := &hello{MinVersion: 2, MaxVersion: 2, Password: true, Peer: testPeer(3), UDPPort: 6783, Identity: testKey(3).Public()}
+	h := &hello{MinVersion: MinVersion, MaxVersion: MaxVersion, Password: true, Peer: testPeer(3), UDPPort: 6783, Identity: testKey(3).Public()}
 	for i := range h.Nonce {
 		h.Nonce[i] = byte(i)
 	}
@@ -47,7 +47,7 @@ func TestHelloDecodeErrors(t *testing.T) {
 		{"empty", nil, "truncated"},
 		{"bad magic", edit(func(b []byte) []byte { b[0] = 'W'; return b }), "bad magic"},
 		{"zero version", edit(func(b []byte) []byte { b[8] = 0; return b }), "version range"},
-		{"inverted range", edit(func(b []byte) []byte { b[8] = 3; return b }), "version range"},
+		{"inverted range", edit(func(b []byte) []byte { b[8] = MaxVersion + 1; return b }), "version range"},
 		{"length mismatch", edit(func(b []byte) []byte { b[11]++; return b }), "body length"},
 		{"short body", edit(func(b []byte) []byte { b[11] = 10; return b[:22] }), "shorter"},
 		{"long nickname", edit(func(b []byte) []byte { b[12+helloFixedLen-1] = 65; return b }), "nickname"},

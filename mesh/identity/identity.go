@@ -115,3 +115,19 @@ func (p Peer) String() string { return fmt.Sprintf("%s(%s)", p.Name, p.NickName)
 
 // MaxNickNameLen bounds nicknames accepted from the network and the CLI.
 const MaxNickNameLen = 64
+
+// NameLen is the size of a PeerName on the wire: 6 bytes, big-endian.
+const NameLen = 6
+
+// AppendName appends n in its wire form (NameLen bytes, big-endian). Every
+// encoder of a PeerName uses it, so that there is one wire form.
+func AppendName(b []byte, n PeerName) []byte {
+	return append(b, byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// ReadName decodes the wire form written by AppendName from the first
+// NameLen bytes of b, which the caller has checked are there.
+func ReadName(b []byte) PeerName {
+	_ = b[NameLen-1]
+	return PeerName(uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5]))
+}

@@ -53,3 +53,17 @@ func TestRandomPeerNameRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestNameWireForm(t *testing.T) {
+	n, _ := ParsePeerName("0a:1b:2c:3d:4e:5f")
+	b := AppendName([]byte{0xff}, n)
+	if want := []byte{0xff, 0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f}; string(b) != string(want) {
+		t.Fatalf("AppendName = % x, want % x", b, want)
+	}
+	if got := ReadName(b[1:]); got != n {
+		t.Fatalf("ReadName = %s, want %s", got, n)
+	}
+	if got := PeerNameFromMAC(n.MAC()); got != n {
+		t.Fatalf("MAC round trip = %s", got)
+	}
+}

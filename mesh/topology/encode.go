@@ -28,14 +28,29 @@ import (
 //	         key      32 bytes     the peer's identity key (zero if unsigned)
 //	         sig      64 bytes     its signature of the entry (Peer.SignedBytes)
 //
-// Summary (format 1):
+// Summary (format 1), a list of stamps:
 //
 //	format   byte = 1
 //	count    uvarint              <= MaxPeers
 //	count ×  name 6 bytes, uid 8 bytes, version uvarint   (names ascending)
+//
+// Partial summary (format 3): all the sender's stamps in a set of buckets
+// (see BucketOf), so that the receiver also learns what the sender lacks:
+//
+//	format   byte = 3
+//	buckets  8 bytes, big-endian  bit i set: bucket i is covered
+//	then the summary body from count on, every name in a covered bucket
+//
+// Bucket digests (format 4):
+//
+//	format   byte = 4
+//	Buckets × 8 bytes, big-endian  (see Topology.BucketDigests)
 const (
 	updateFormat  byte = 2
 	summaryFormat byte = 1
+	partialFormat byte = 3
+	bucketsFormat byte = 4
+	bucketsLen         = 1 + 8*Buckets
 
 	flagOutbound    byte = 1 << 0
 	flagEstablished byte = 1 << 1
@@ -71,13 +86,13 @@ func EncodeUpdate(peers []Peer) []byte {
 // appendEntry appends p's fields up to its connections (what its owner
 // signs).
 func appendEntry(b []byte, p *Peer) []byte {
-	b = appendName(b, p.Name)
+	b = identity.AppendName(b, p.Name)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.UID))
 	b = binary.AppendUvarint(b, p.Version)
 	b = appendString(b, p.NickName)
 	b = binary.AppendUvarint(b, uint64(len(p.Conns)))
 	for _, c := range p.Conns {
-		b = appendName(b, c.Remote)
+		b = identity.AppendName(b, c.Remote)
 		var f byte
 		if c.Outbound {
 			f |= flagOutbound
@@ -138,17 +153,82 @@ func DecodeUpdate(b []byte) ([]Peer, error) {
 
 // EncodeSummary encodes s in the summary wire format, names ascending.
 func EncodeSummary(s Summary) []byte {
+	return appendSummary(make([]byte, 0, 1+binary.MaxVarintLen64+len(s)*(14+binary.MaxVarintLen64)), summaryFormat, s)
+}
+
+// EncodePartialSummary encodes the stamps s of the buckets set in buckets,
+// which must hold every name of s (see Topology.SummaryOf).
+func EncodePartialSummary(buckets uint64, s Summary) []byte {
+	b := make([]byte, 0, 9+binary.MaxVarintLen64+len(s)*(14+binary.MaxVarintLen64))
+	b = append(b, partialFormat)
+	b = binary.BigEndian.AppendUint64(b, buckets)
+	return appendSummary(b, 0, s)
+}
+
+// DecodePartialSummary decodes a partial summary, checking that every name
+// lies in a covered bucket (and what DecodeSummary checks). Errors wrap
+// ErrInvalid.
+func DecodePartialSummary(b []byte) (buckets uint64, s Summary, err error) {
+	if len(b) < 9 || b[0] != partialFormat {
+		return 0, nil, fmt.Errorf("%w: not a partial summary", ErrInvalid)
+	}
+	buckets = binary.BigEndian.Uint64(b[1:9])
+	s, err = decodeSummaryBody(b[9:])
+	if err != nil {
+		return 0, nil, err
+	}
+	for n := range s {
+		if buckets&(1<<BucketOf(n)) == 0 {
+			return 0, nil, fmt.Errorf("%w: partial summary lists %s outside its buckets", ErrInvalid, n)
+		}
+	}
+	return buckets, s, nil
+}
+
+// EncodeBucketDigests encodes the digests of Topology.BucketDigests.
+func EncodeBucketDigests(d *[Buckets]uint64) []byte {
+	b := make([]byte, 0, bucketsLen)
+	b = append(b, bucketsFormat)
+	for _, x := range d {
+		b = binary.BigEndian.AppendUint64(b, x)
+	}
+	return b
+}
+
+// DecodeBucketDigests decodes what EncodeBucketDigests wrote. Errors wrap
+// ErrInvalid.
+func DecodeBucketDigests(b []byte) (*[Buckets]uint64, error) {
+	if len(b) != bucketsLen || b[0] != bucketsFormat {
+		return nil, fmt.Errorf("%w: bucket digests of %d bytes (format %d)", ErrInvalid, len(b), firstByte(b))
+	}
+	var d [Buckets]uint64
+	for i := range d {
+		d[i] = binary.BigEndian.Uint64(b[1+8*i:])
+	}
+	return &d, nil
+}
+
+func firstByte(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+// appendSummary appends format (unless 0) and the body of s.
+func appendSummary(b []byte, format byte, s Summary) []byte {
 	names := make([]identity.PeerName, 0, len(s))
 	for n := range s {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(names)*(14+binary.MaxVarintLen64))
-	b = append(b, summaryFormat)
+	if format != 0 {
+		b = append(b, format)
+	}
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, n := range names {
 		st := s[n]
-		b = appendName(b, n)
+		b = identity.AppendName(b, n)
 		b = binary.BigEndian.AppendUint64(b, uint64(st.UID))
 		b = binary.AppendUvarint(b, st.Version)
 	}
@@ -159,10 +239,18 @@ func EncodeSummary(s Summary) []byte {
 // and versions (at most MaxVersion), with no name twice. It never panics and
 // allocates in proportion to len(b) at most. Errors wrap ErrInvalid.
 func DecodeSummary(b []byte) (Summary, error) {
-	d := decoder{b: b}
-	if f := d.byte(); d.err == nil && f != summaryFormat {
-		return nil, fmt.Errorf("%w: unknown summary format %d", ErrInvalid, f)
+	switch {
+	case len(b) == 0:
+		return nil, fmt.Errorf("%w: truncated: empty summary", ErrInvalid)
+	case b[0] != summaryFormat:
+		return nil, fmt.Errorf("%w: unknown summary format %d", ErrInvalid, b[0])
 	}
+	return decodeSummaryBody(b[1:])
+}
+
+// decodeSummaryBody decodes a summary from its count on.
+func decodeSummaryBody(b []byte) (Summary, error) {
+	d := decoder{b: b}
 	n := d.count(MaxPeers, minSummaryLen, "peers")
 	s := make(Summary, n)
 	for i := 0; i < n && d.err == nil; i++ {
@@ -185,10 +273,6 @@ func DecodeSummary(b []byte) (Summary, error) {
 		return nil, fmt.Errorf("decode summary: %w", err)
 	}
 	return s, nil
-}
-
-func appendName(b []byte, n identity.PeerName) []byte {
-	return append(b, byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 func appendString(b []byte, s string) []byte {
@@ -230,13 +314,11 @@ func (d *decoder) byte() byte {
 }
 
 func (d *decoder) name() identity.PeerName {
-	v := d.take(6)
+	v := d.take(identity.NameLen)
 	if v == nil {
 		return 0
 	}
-	var b [8]byte
-	copy(b[2:], v)
-	return identity.PeerName(binary.BigEndian.Uint64(b[:]))
+	return identity.ReadName(v)
 }
 
 func (d *decoder) uint64() uint64 {

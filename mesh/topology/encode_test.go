@@ -264,3 +264,80 @@ func FuzzDecodeSummary(f *testing.F) {
 		other.Wants(s)
 	})
 }
+
+// FuzzDecodePartialSummary: the decoder never panics, rejects with
+// ErrInvalid, and what it accepts lies in its buckets and round-trips.
+func FuzzDecodePartialSummary(f *testing.F) {
+	f.Add([]byte{partialFormat})
+	f.Add(EncodePartialSummary(0, nil))
+	topo := newTopo(f, 1)
+	mustMerge(f, topo, sampleUpdate()[1:]...)
+	f.Add(EncodePartialSummary(AllBuckets, topo.Summary()))
+	mask := uint64(1) << BucketOf(sampleUpdate()[1].Name)
+	f.Add(EncodePartialSummary(mask, topo.SummaryOf(mask)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		buckets, s, err := DecodePartialSummary(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) || s != nil {
+				t.Fatalf("error %v not ErrInvalid or with summary %v", err, s)
+			}
+			return
+		}
+		for n := range s {
+			if buckets&(1<<BucketOf(n)) == 0 {
+				t.Fatalf("%s outside buckets %#x", n, buckets)
+			}
+		}
+		b2, s2, err := DecodePartialSummary(EncodePartialSummary(buckets, s))
+		if err != nil || b2 != buckets || !reflect.DeepEqual(s2, s) {
+			t.Fatalf("round trip: %#x %v %v, want %#x %v", b2, s2, err, buckets, s)
+		}
+	})
+}
+
+// FuzzDecodeBucketDigests: the decoder never panics and round-trips.
+func FuzzDecodeBucketDigests(f *testing.F) {
+	f.Add([]byte{bucketsFormat})
+	topo := newTopo(f, 1)
+	mustMerge(f, topo, sampleUpdate()[1:]...)
+	d := topo.BucketDigests()
+	f.Add(EncodeBucketDigests(&d))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := DecodeBucketDigests(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) || d != nil {
+				t.Fatalf("error %v not ErrInvalid or with digests", err)
+			}
+			return
+		}
+		if !bytes.Equal(EncodeBucketDigests(d), b) {
+			t.Fatal("bucket digests re-encode differently")
+		}
+	})
+}
+
+func TestBucketDigestsSumToDigest(t *testing.T) {
+	topo := newTopo(t, 1)
+	mustMerge(t, topo, sampleUpdate()[1:]...)
+	var sum uint64
+	for _, d := range topo.BucketDigests() {
+		sum += d
+	}
+	if sum != topo.Digest() {
+		t.Fatalf("bucket digests sum to %#x, digest %#x", sum, topo.Digest())
+	}
+	topo.GC()
+	sum = 0
+	for _, d := range topo.BucketDigests() {
+		sum += d
+	}
+	if sum != topo.Digest() || topo.Digest() != topo.Summary().Digest() {
+		t.Fatalf("after GC: bucket sum %#x, digest %#x, summary digest %#x", sum, topo.Digest(), topo.Summary().Digest())
+	}
+	for n := range topo.Summary() {
+		mask := uint64(1) << BucketOf(n)
+		if _, ok := topo.SummaryOf(mask)[n]; !ok {
+			t.Fatalf("SummaryOf(bucket of %s) lacks it", n)
+		}
+	}
+}

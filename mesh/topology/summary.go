@@ -71,6 +71,36 @@ func (t *Topology) Wants(s Summary) bool {
 	return false
 }
 
+// Buckets is the number of parts into which names are hashed (BucketOf) for
+// anti-entropy: two neighbours whose digests differ compare the digests of
+// the buckets (8·Buckets bytes), then exchange the stamps of the buckets
+// that differ, not of the whole topology.
+const Buckets = 64
+
+// AllBuckets is the bucket set (bit i for bucket i) covering every name.
+const AllBuckets = ^uint64(0)
+
+// BucketOf returns the bucket of name, in [0, Buckets).
+func BucketOf(name identity.PeerName) int { return int(mix64(uint64(name)) % Buckets) }
+
+// BucketDigests returns the digest of each bucket (see Digest).
+func (t *Topology) BucketDigests() [Buckets]uint64 { return t.buckets }
+
+// SummaryOf returns the stamps of our entries in the buckets set in
+// buckets (bit i for bucket i).
+func (t *Topology) SummaryOf(buckets uint64) Summary {
+	if buckets == AllBuckets {
+		return t.Summary()
+	}
+	s := make(Summary)
+	for name, p := range t.peers {
+		if buckets&(1<<BucketOf(name)) != 0 {
+			s[name] = stampOf(p)
+		}
+	}
+	return s
+}
+
 // Digest returns a short hash of the summary: two topologies with the same
 // entries (by name, version and UID) have the same digest, so neighbours can
 // skip a round of anti-entropy when their digests agree. It is cached until

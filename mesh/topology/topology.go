@@ -19,14 +19,79 @@ type Topology struct {
 	// routes caches Routes until an entry changes (see invalidate).
 	routes *Routes
 	// digest is kept up to date entry by entry (see set): the sum of
-	// stampHash over all entries.
-	digest uint64
+	// stampHash over all entries; buckets splits that sum by BucketOf.
+	digest  uint64
+	buckets [Buckets]uint64
 	// orphans is set when some entry lost a connection or a peer was
 	// added since the last GC: otherwise GC has nothing to remove.
 	orphans bool
 	// lost is set when some entry lost a connection since the last GC: a
 	// peer that was reachable may no longer be.
 	lost bool
+	// intern, if set, shares stored entries with other topologies.
+	intern *Interner
+}
+
+// Interner lets the topologies of one process share identical entries.
+// Stored entries are never changed in place, so topologies that store the
+// same entry (same name, UID, version, nickname, connections, key and
+// signature) can store one copy. A router holds one topology and needs
+// none; a simulation holding thousands of topologies of thousands of
+// entries does. It is not safe for concurrent use: the topologies sharing
+// one must be used from one goroutine. Entries stay in it for its life.
+type Interner struct {
+	m map[internKey]*Peer
+}
+
+type internKey struct {
+	name    identity.PeerName
+	uid     identity.UID
+	version uint64
+}
+
+// NewInterner returns an empty Interner.
+func NewInterner() *Interner { return &Interner{m: make(map[internKey]*Peer)} }
+
+// ShareEntries makes t store entries through in (see Interner). Call it
+// before using t.
+func (t *Topology) ShareEntries(in *Interner) {
+	t.intern = in
+	if us := t.peers[t.our]; in != nil {
+		in.add(us)
+	}
+}
+
+// find returns the interned entry equal to p, or nil.
+func (in *Interner) find(p *Peer) *Peer {
+	q := in.m[internKey{p.Name, p.UID, p.Version}]
+	if q == nil || q.NickName != p.NickName || q.Key != p.Key || q.Sig != p.Sig || !slices.Equal(q.Conns, p.Conns) {
+		return nil
+	}
+	return q
+}
+
+// add interns p unless an entry with its stamp is there already.
+func (in *Interner) add(p *Peer) {
+	k := internKey{p.Name, p.UID, p.Version}
+	if _, ok := in.m[k]; !ok {
+		in.m[k] = p
+	}
+}
+
+// store returns the entry to store for p: an interned copy, or a new one
+// (with connections in canonical order).
+func (t *Topology) store(p *Peer) *Peer {
+	if t.intern != nil {
+		if q := t.intern.find(p); q != nil {
+			return q
+		}
+	}
+	stored := p.Clone()
+	sortConns(stored.Conns)
+	if t.intern != nil {
+		t.intern.add(&stored)
+	}
+	return &stored
 }
 
 // invalidate drops what was computed from the entries.
@@ -36,15 +101,24 @@ func (t *Topology) invalidate() { t.routes = nil }
 // keeping the digest and the orphans flag up to date.
 func (t *Topology) set(p *Peer) {
 	if old, ok := t.peers[p.Name]; ok {
-		t.digest -= stampHash(p.Name, stampOf(old))
+		t.unhash(p.Name, stampOf(old))
 		if lostConn(old.Conns, p.Conns) {
 			t.orphans, t.lost = true, true
 		}
 	} else {
 		t.orphans = true // a new peer may not be reachable (yet)
 	}
-	t.digest += stampHash(p.Name, stampOf(p))
+	h := stampHash(p.Name, stampOf(p))
+	t.digest += h
+	t.buckets[BucketOf(p.Name)] += h
 	t.peers[p.Name] = p
+}
+
+// unhash takes the entry of name with stamp st out of the digests.
+func (t *Topology) unhash(name identity.PeerName, st Stamp) {
+	h := stampHash(name, st)
+	t.digest -= h
+	t.buckets[BucketOf(name)] -= h
 }
 
 // lostConn reports whether a remote listed in old is missing from new
@@ -128,6 +202,9 @@ func (t *Topology) SetOurConns(conns []Conn) []Peer {
 	}
 	t.signOurs(&us)
 	t.set(&us)
+	if t.intern != nil {
+		t.intern.add(&us)
+	}
 	t.invalidate()
 	return []Peer{us.Clone()}
 }
@@ -168,15 +245,17 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 			bumped.Version = p.Version + 1
 			t.signOurs(&bumped)
 			t.set(&bumped)
+			if t.intern != nil {
+				t.intern.add(&bumped)
+			}
 			changed = append(changed, bumped.Clone())
 			continue
 		}
 		if known && !p.Beats(*cur) {
 			continue
 		}
-		stored := p.Clone()
-		sortConns(stored.Conns)
-		t.set(&stored)
+		stored := t.store(p)
+		t.set(stored)
 		changed = append(changed, stored.Clone())
 	}
 	if len(changed) > 0 {
@@ -236,6 +315,22 @@ func (t *Topology) Get(name identity.PeerName) (Peer, bool) {
 	return p.Clone(), true
 }
 
+// Entry returns the entry for name without copying it. Entries are never
+// changed in place, so the caller may keep it, but must not modify it.
+func (t *Topology) Entry(name identity.PeerName) (*Peer, bool) {
+	p, ok := t.peers[name]
+	return p, ok
+}
+
+// Stamp returns the stamp of the entry for name.
+func (t *Topology) Stamp(name identity.PeerName) (Stamp, bool) {
+	p, ok := t.peers[name]
+	if !ok {
+		return Stamp{}, false
+	}
+	return stampOf(p), true
+}
+
 // Len returns the number of known peers, ours included.
 func (t *Topology) Len() int { return len(t.peers) }
 
@@ -247,6 +342,20 @@ func (t *Topology) Len() int { return len(t.peers) }
 // the far end do not count: a dead peer's stale entry keeps listing its old
 // neighbours, but once they stop listing it, it goes.
 func (t *Topology) GC() []identity.PeerName {
+	removed := make([]identity.PeerName, 0)
+	for n := range t.Collect() {
+		removed = append(removed, n)
+	}
+	if len(removed) == 0 {
+		return nil
+	}
+	slices.Sort(removed)
+	return removed
+}
+
+// Collect is GC returning the stamps of the entries it removed (nil if
+// none), so that a caller can tell a removed entry from a newer one later.
+func (t *Topology) Collect() Summary {
 	t.orphans, t.lost = false, false
 	seen := make(map[identity.PeerName]bool, len(t.peers))
 	seen[t.our] = true
@@ -261,17 +370,19 @@ func (t *Topology) GC() []identity.PeerName {
 			}
 		}
 	}
-	var removed []identity.PeerName
-	for name := range t.peers {
+	var removed Summary
+	for name, p := range t.peers {
 		if !seen[name] {
-			removed = append(removed, name)
-			t.digest -= stampHash(name, stampOf(t.peers[name]))
+			if removed == nil {
+				removed = make(Summary)
+			}
+			removed[name] = stampOf(p)
+			t.unhash(name, stampOf(p))
 			delete(t.peers, name)
 		}
 	}
 	if len(removed) > 0 {
 		t.invalidate()
-		slices.Sort(removed)
 	}
 	return removed
 }

@@ -431,3 +431,30 @@ func TestOurVersionSaturates(t *testing.T) {
 		t.Fatalf("version = %d, want saturated at %d", u[0].Version, uint64(MaxVersion))
 	}
 }
+
+func TestInternerSharesEqualEntries(t *testing.T) {
+	in := NewInterner()
+	a, b := newTopo(t, 1), newTopo(t, 2)
+	a.ShareEntries(in)
+	b.ShareEntries(in)
+	upd := a.SetOurConns([]Conn{est(2)})
+	if _, err := b.Merge(upd); err != nil {
+		t.Fatal(err)
+	}
+	pa, _ := a.Entry(pn(1))
+	pb, _ := b.Entry(pn(1))
+	if pa != pb {
+		t.Fatal("equal entries stored twice")
+	}
+	// Same stamp, other content (a forgery in an unsigned topology): not shared.
+	c := newTopo(t, 3)
+	c.ShareEntries(in)
+	forged := upd[0].Clone()
+	forged.Conns = nil
+	if _, err := c.Merge([]Peer{forged}); err != nil {
+		t.Fatal(err)
+	}
+	if pc, _ := c.Entry(pn(1)); pc == pa || len(pc.Conns) != 0 {
+		t.Fatalf("forged entry stored as %+v", pc)
+	}
+}

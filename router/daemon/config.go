@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/dns/server"
+	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/daemon/firewall"
@@ -26,7 +27,7 @@ import (
 
 // Defaults that DefaultConfig fills in.
 const (
-	DefaultPort        = 6783
+	DefaultPort        = mesh.DefaultPort
 	DefaultMetricsAddr = "127.0.0.1:6782"
 	DefaultRunDir      = "/run/weave"
 	DefaultStateDir    = "/var/lib/weave"
@@ -57,8 +58,9 @@ const maxNetworkSalt = 1024
 // ErrBadConfig is wrapped by errors from Config.Validate about flags.
 var ErrBadConfig = errors.New("invalid configuration")
 
-// ErrBadPeer is wrapped by errors from ParsePeer.
-var ErrBadPeer = errors.New("bad peer address")
+// ErrBadPeer is wrapped by errors from ParsePeer (it is the mesh's
+// ErrBadPeerAddr: one parser, one error).
+var ErrBadPeer = mesh.ErrBadPeerAddr
 
 // Config is everything a router needs to start. Fill it from DefaultConfig
 // and flags, then call Validate.
@@ -358,68 +360,12 @@ func ParsePeers(peers []string) ([]string, error) {
 }
 
 // ParsePeer parses PEER = host[:port] (IPv6 as [addr]:port or a bare
-// address) and returns it as host:port, the port defaulting to 6783.
-func ParsePeer(s string) (string, error) {
-	bad := func(why string) error {
-		return fmt.Errorf("%w %q: %s", ErrBadPeer, s, why)
-	}
-	if s == "" {
-		return "", bad("empty address")
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		if a.Zone() != "" {
-			return "", bad("zoned addresses are not supported")
-		}
-		return netip.AddrPortFrom(a, DefaultPort).String(), nil
-	}
-	host, port := s, strconv.Itoa(DefaultPort)
-	if strings.Contains(s, ":") {
-		h, p, err := net.SplitHostPort(s)
-		if err != nil {
-			return "", bad("want host[:port]")
-		}
-		host, port = h, p
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || strings.HasPrefix(port, "+") {
-		return "", bad("port must be 1-65535")
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if a.Zone() != "" {
-			return "", bad("zoned addresses are not supported")
-		}
-		return netip.AddrPortFrom(a, uint16(n)).String(), nil
-	}
-	if !validHostname(host) {
-		return "", bad("not an IP address or host name")
-	}
-	return net.JoinHostPort(strings.ToLower(host), strconv.Itoa(n)), nil
-}
+// address) and returns it as host:port, the port defaulting to 6783: the
+// mesh's parser (mesh.ParsePeerAddr), the one the router's Connect uses.
+func ParsePeer(s string) (string, error) { return mesh.ParsePeerAddr(s, DefaultPort) }
 
-// validHostname accepts RFC 1123 names: dot-separated labels of letters,
-// digits and inner hyphens, at most 253 bytes. All-numeric dotted names
-// (malformed IPv4 addresses like 1.2.3.999) are rejected.
-func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	allNumeric := true
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			switch {
-			case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-':
-				allNumeric = false
-			case r >= '0' && r <= '9':
-			default:
-				return false
-			}
-		}
-	}
-	return !allNumeric
-}
+// validHostname accepts RFC 1123 host names (mesh.ValidHostName).
+func validHostname(h string) bool { return mesh.ValidHostName(h) }
 
 // ParseLogLevel parses debug, info, warn (or warning) or error.
 func ParseLogLevel(s string) (slog.Level, error) {

@@ -253,3 +253,44 @@ func TestBadInput(t *testing.T) {
 	}
 	checkOneLineError(t, h1.Weave("status"), "not running")
 }
+
+// TestMeshSamePeerList: both hosts are launched with the same peer list,
+// their own address included. Each finds its own address to be itself
+// after one try and shows it once (state self); the connections each
+// dialled to the other settle to one without a failure line.
+func TestMeshSamePeerList(t *testing.T) {
+	t.Parallel()
+	l := harness.New(t)
+	h1, h2 := l.AddHost("h1"), l.AddHost("h2")
+	h1.Launch(h1.IP, h2.IP)
+	h2.Launch(h1.IP, h2.IP)
+	waitMesh(t, h1, h2)
+	for _, h := range []*harness.Host{h1, h2} {
+		harness.WaitFor(t, 10*time.Second, func() (bool, string) {
+			var conns []api.Connection
+			if err := h.StatusJSON("connections", &conns); err != nil {
+				return false, err.Error()
+			}
+			self, failed, est := 0, 0, 0
+			for _, c := range conns {
+				switch c.State {
+				case "self":
+					self++
+				case "failed":
+					failed++
+				case "established":
+					est++
+				}
+			}
+			return self == 1 && failed == 0 && est == 1, fmt.Sprintf("%s: %+v", h.Name, conns)
+		})
+	}
+	// A while later (several backoff periods) nothing has failed since.
+	time.Sleep(3 * time.Second)
+	for _, h := range []*harness.Host{h1, h2} {
+		out := h.MustWeave("status", "connections")
+		if strings.Contains(out, "failed") || strings.Count(out, " self ") != 1 {
+			t.Errorf("%s: status connections:\n%s", h.Name, out)
+		}
+	}
+}
