@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay/bind"
@@ -93,10 +94,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, when set, gets the overlay's Prometheus metrics.
 	Registerer prometheus.Registerer
-	// HeartbeatInterval is how often each connection sends a UDP heartbeat.
+	// HeartbeatInterval is how often each connection sends a UDP heartbeat;
+	// it is also the period of the maintenance loop, which checks every
+	// timeout below, so they are kept to within one interval.
 	HeartbeatInterval time.Duration
 	// FailTimeout is how long without heartbeats from the remote before a
-	// connection fails (also the limit for establishing it).
+	// connection fails (also the limit for establishing it): it fails at
+	// the first heartbeat tick more than FailTimeout after it last heard
+	// from the remote (or was added), so within FailTimeout +
+	// HeartbeatInterval.
 	FailTimeout time.Duration
 	// MACExpiry is how long a learnt MAC address stays without traffic.
 	MACExpiry time.Duration
@@ -136,8 +142,20 @@ type Config struct {
 	// removes the forwarding entries it made.
 	FastPath FastPath
 	// FastPathTimeout is how long a connection's fast path stays up
-	// without heartbeats both ways (default DefaultFastPathTimeout).
+	// without heartbeats both ways (default DefaultFastPathTimeout): it
+	// falls back to the sleeve at the first heartbeat tick more than
+	// FastPathTimeout after the last fast-path heartbeat of either
+	// direction, and returns at the first tick after heartbeats arrived
+	// both ways again.
 	FastPathTimeout time.Duration
+	// Clock is the time source of everything timed: the maintenance loop
+	// (heartbeats, failure and fast-path timeouts, path MTU rounds and
+	// PMTUInterval, MAC expiry), the coarse time stamped on learnt MAC
+	// addresses, the grace of a previous key epoch, and the back-off after
+	// read errors. nil means clock.Real{}; tests pass a virtual clock
+	// (clock/clocktest) and step it. The frame path never calls it: it
+	// reads the time the maintenance loop last stored.
+	Clock clock.Clock
 
 	// prober sends path MTU probes; nil opens the raw socket (tests inject
 	// fakes).
@@ -162,6 +180,7 @@ func DefaultConfig() Config {
 		PMTUInterval:      10 * time.Minute,
 		UDPOffload:        true,
 		FastPathTimeout:   DefaultFastPathTimeout,
+		Clock:             clock.Real{},
 	}
 }
 
@@ -211,6 +230,9 @@ func (c *Config) fill() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = d.Clock
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval

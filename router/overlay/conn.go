@@ -154,7 +154,7 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 	if p.Events == nil || p.SendControl == nil {
 		return nil, errors.New("overlay: add connection: events and send control required")
 	}
-	now := time.Now()
+	now := o.cfg.Clock.Now()
 	c := &conn{
 		o: o, remote: p.Remote.Name, connID: p.ConnID,
 		sendControl: p.SendControl, events: p.Events,
@@ -176,7 +176,7 @@ func (o *Overlay) AddConnection(p mesh.OverlayConnParams) (mesh.OverlayConn, err
 		if c.sealer, err = encap.NewSealer(p.Suite, p.Keys.Send); err != nil {
 			return nil, fmt.Errorf("overlay: add connection to %s: data keys: %w", p.Remote, err)
 		}
-		if c.opener, err = encap.NewOpener(p.Suite, p.Keys.Recv); err != nil {
+		if c.opener, err = encap.NewOpener(p.Suite, p.Keys.Recv, o.cfg.Clock); err != nil {
 			return nil, fmt.Errorf("overlay: add connection to %s: data keys: %w", p.Remote, err)
 		}
 	}
@@ -227,9 +227,10 @@ func (c *conn) ControlMessage(msg []byte) {
 	}
 	c.remoteMax.Store(uint32(h.MaxDatagram))
 	c.remoteIndex.Store(h.Index)
-	c.onFastHello(h.FastPort, time.Now())
+	now := c.o.cfg.Clock.Now()
+	c.onFastHello(h.FastPort, now)
 	if c.o.isStarted() {
-		c.sendHeartbeat(encap.TypeHeartbeat, uint64(time.Now().UnixNano()))
+		c.sendHeartbeat(encap.TypeHeartbeat, uint64(now.UnixNano()))
 	}
 }
 
@@ -355,7 +356,7 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 		c.o.stats.drop(c.ctr, dropMalformed, 1)
 		return
 	}
-	now := time.Now()
+	now := c.o.cfg.Clock.Now()
 	c.mu.Lock()
 	if c.failed != nil {
 		c.mu.Unlock()
@@ -393,8 +394,10 @@ func (c *conn) onHeartbeat(t encap.Type, payload []byte, from netip.AddrPort) {
 	}
 }
 
-// tick runs the connection's periodic work: a heartbeat, the failure
-// timeout and path MTU discovery.
+// tick runs the connection's periodic work at now (the maintenance tick's
+// time): the failure timeout, path MTU discovery and a heartbeat, which
+// goes last, so that whoever receives it knows the tick's probes went
+// before it (tests stepping a virtual clock rely on that).
 func (c *conn) tick(now time.Time) {
 	if c.stopped.Load() {
 		return
@@ -407,6 +410,7 @@ func (c *conn) tick(now time.Time) {
 	var err error
 	timeout := c.o.cfg.FailTimeout
 	addr := c.addr.Load().String()
+	established := c.established
 	switch {
 	case c.established && now.Sub(c.lastHeard) > timeout:
 		err = fmt.Errorf("no UDP heartbeats from %s for %s: is UDP port %d blocked or the peer gone?", addr, timeout, c.addr.Load().Port)
@@ -428,11 +432,8 @@ func (c *conn) tick(now time.Time) {
 		c.events.Failed(err)
 		return
 	}
-	c.sendHeartbeat(encap.TypeHeartbeat, uint64(now.UnixNano()))
-	c.mu.Lock()
-	established := c.established
-	c.mu.Unlock()
 	if established {
 		c.pmtuTick(now)
 	}
+	c.sendHeartbeat(encap.TypeHeartbeat, uint64(now.UnixNano()))
 }

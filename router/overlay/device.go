@@ -54,14 +54,12 @@ func (o *Overlay) deviceLoop(ctx context.Context) {
 				return
 			}
 			o.cfg.Logger.Error("overlay: device read failed", "err", err)
-			select {
-			case <-ctx.Done():
+			if !o.pause(ctx, 100*time.Millisecond) {
 				return
-			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
-		now := o.clock.Load()
+		now := o.coarse.Load() // per batch, not per frame
 		for i := range n {
 			p := pkts[i]
 			p.n = sizes[i]

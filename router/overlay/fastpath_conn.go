@@ -82,12 +82,15 @@ func (c *conn) fastTick(now time.Time) {
 	}
 	c.fast.reason = reason
 	c.fastMu.Unlock()
+	// The verdict is published before the ping leaves, so that whoever
+	// receives the ping sees this tick's state (tests stepping a virtual
+	// clock rely on that).
+	c.fastUp.Store(up)
 	if ping != nil {
 		if err := c.o.cfg.FastPath.SendBeat(dst, ping); err != nil {
 			c.o.cfg.Logger.Debug("overlay: fast-path heartbeat send failed", "peer", c.remote.String(), "addr", dst.String(), "err", err)
 		}
 	}
-	c.fastUp.Store(up)
 	if changed {
 		if up {
 			c.o.cfg.Logger.Info("overlay: fast path up", "peer", c.remote.String(), "addr", dst.String(), "conn", c.localIndex)
@@ -156,10 +159,8 @@ func (o *Overlay) fastRecvLoop(ctx context.Context) {
 				return
 			}
 			o.cfg.Logger.Warn("overlay: fast-path heartbeat receive failed", "err", err)
-			select {
-			case <-ctx.Done():
+			if !o.pause(ctx, 100*time.Millisecond) {
 				return
-			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
@@ -171,7 +172,7 @@ func (o *Overlay) fastRecvLoop(ctx context.Context) {
 		if c == nil || c.remote != b.Sender || c.stopped.Load() {
 			continue
 		}
-		c.onFastBeat(b, time.Now())
+		c.onFastBeat(b, o.cfg.Clock.Now())
 	}
 }
 

@@ -26,7 +26,7 @@ var _ mesh.Overlay = (*Overlay)(nil)
 // Goroutines (all owned, stopped by Close): one device reader, Workers send
 // workers, the receive pipeline (one UDP reader and, with Openers > 1,
 // that many openers and one deliverer: see receive.go), one maintenance loop (heartbeats, timeouts,
-// path MTU discovery, MAC expiry).
+// path MTU discovery, MAC expiry), driven by Config.Clock.
 type Overlay struct {
 	cfg Config
 
@@ -57,7 +57,10 @@ type Overlay struct {
 
 	devMu sync.Mutex // Device.Write is called by one goroutine at a time
 
-	clock atomic.Int64 // coarse unix nanos, updated by the maintenance loop
+	// coarse is the time (unix nanos on cfg.Clock) as of the last
+	// maintenance tick: what the frame path stamps on learnt MAC addresses,
+	// so that it never calls the clock per frame.
+	coarse atomic.Int64
 
 	mu      sync.Mutex // guards the lifecycle below
 	started bool
@@ -113,7 +116,7 @@ func New(cfg Config) (*Overlay, error) {
 	o.smallCap = min(o.frameCap, cfg.MTU+ethHeader+4)
 	o.smallPool.New = func() any { return newPacket(o.smallCap) }
 	o.bigPool.New = func() any { return newPacket(o.frameCap) }
-	o.clock.Store(time.Now().UnixNano())
+	o.coarse.Store(cfg.Clock.Now().UnixNano())
 	// With a receive pipeline (enough CPUs for hand-offs to pay) the
 	// device reader keeps only small reads to itself and leaves bulk to
 	// the workers, which seal in parallel; without, it sends whole reads
@@ -187,7 +190,11 @@ func (o *Overlay) Start(ctx context.Context) error {
 	if o.cfg.Device != nil {
 		o.goroutine(func() { o.deviceLoop(ctx) })
 	}
-	o.goroutine(func() { o.maintain(ctx) })
+	// The ticker is armed here, not in the goroutine, so that the ticks
+	// fall at Start + k*HeartbeatInterval on the clock whenever the
+	// goroutine gets to run (a virtual clock's ticks are then exact).
+	tick, since := o.cfg.Clock.NewTicker(o.cfg.HeartbeatInterval), o.cfg.Clock.Now()
+	o.goroutine(func() { o.maintain(ctx, tick, since) })
 	if o.cfg.FastPath != nil {
 		o.goroutine(func() { o.fastRecvLoop(ctx) })
 	}
@@ -203,6 +210,19 @@ func (o *Overlay) Start(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// pause waits d on the overlay's clock (the back-off after a read error);
+// it returns false, at once, when ctx ends first.
+func (o *Overlay) pause(ctx context.Context, d time.Duration) bool {
+	t := o.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
 }
 
 func (o *Overlay) goroutine(f func()) {

@@ -208,7 +208,7 @@ func (c *conn) onProbeAck(payload []byte) {
 	}
 	p.search.ack(id, size)
 	if p.search.decided() {
-		c.advanceLocked(time.Now())
+		c.advanceLocked(c.o.cfg.Clock.Now())
 	}
 }
 

@@ -109,10 +109,8 @@ func (o *Overlay) receiveLoop(ctx context.Context) {
 				return
 			}
 			o.cfg.Logger.Warn("overlay: udp receive failed", "err", err)
-			select {
-			case <-ctx.Done():
+			if !o.pause(ctx, 10*time.Millisecond) {
 				return
-			case <-time.After(10 * time.Millisecond):
 			}
 			continue
 		}
@@ -164,7 +162,7 @@ func (o *Overlay) deliverLoop(ctx context.Context) {
 
 // openBatch handles the datagrams of b into b.out.
 func (o *Overlay) openBatch(b *rxBatch) {
-	now := o.clock.Load()
+	now := o.coarse.Load() // per batch, not per frame
 	for i := range b.n {
 		m := &b.msgs[i]
 		d := m.Buffers[0][:m.N]

@@ -20,7 +20,7 @@ func TestUnknownSuiteRefused(t *testing.T) {
 			if s, err := NewSealer(suite, epochKey(0)); !errors.Is(err, ErrSuite) || s != nil {
 				t.Errorf("NewSealer: %v, sealer %v", err, s)
 			}
-			if o, err := NewOpener(suite, epochKey(0)); !errors.Is(err, ErrSuite) || o != nil {
+			if o, err := NewOpener(suite, epochKey(0), nil); !errors.Is(err, ErrSuite) || o != nil {
 				t.Errorf("NewOpener: %v, opener %v", err, o)
 			}
 		})

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weavelab/weave/mesh/clock"
+	"github.com/weavelab/weave/mesh/clock/clocktest"
 	"github.com/weavelab/weave/mesh/handshake"
 	"github.com/weavelab/weave/mesh/identity"
 )
@@ -179,11 +181,17 @@ func forEachSuite(t *testing.T, test func(t *testing.T, suite handshake.Suite)) 
 // pair returns a sealer and the matching opener of suite at epoch 0.
 func pair(t testing.TB, suite handshake.Suite) (*Sealer, *Opener) {
 	t.Helper()
+	return pairOn(t, suite, nil)
+}
+
+// pairOn is pair with the opener on clk (nil: the real clock).
+func pairOn(t testing.TB, suite handshake.Suite, clk clock.Clock) (*Sealer, *Opener) {
+	t.Helper()
 	s, err := NewSealer(suite, epochKey(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := NewOpener(suite, epochKey(0))
+	o, err := NewOpener(suite, epochKey(0), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,11 +317,11 @@ func TestOpenReorderAndTooOld(t *testing.T) {
 
 func TestEpochs(t *testing.T) {
 	forEachSuite(t, func(t *testing.T, suite handshake.Suite) {
-		s, o := pair(t, suite)
-		now := time.Unix(1000, 0)
-		o.now = func() time.Time { return now }
+		clk := clocktest.New(time.Time{})
+		s, o := pairOn(t, suite, clk)
 		old := sealed(t, s, 1)
 		oldLate := sealed(t, s, 2)
+		oldLatest := sealed(t, s, 6)
 		if _, err := open(o, old); err != nil {
 			t.Fatal(err)
 		}
@@ -362,10 +370,15 @@ func TestEpochs(t *testing.T) {
 		if _, err := open(o, sealed(t, rogue, 5)); !errors.Is(err, ErrEpoch) || o.Epoch() != 1 {
 			t.Fatalf("epoch 2 before install: %v, epoch %d", err, o.Epoch())
 		}
-		// the previous epoch closes after the grace
+		// the previous epoch stays open for exactly the grace after the
+		// switch (virtual time), then closes
+		clk.Advance(PrevEpochGrace)
+		if _, err := open(o, oldLatest); err != nil {
+			t.Fatalf("previous epoch at the end of the grace: %v", err)
+		}
+		clk.Advance(time.Nanosecond)
 		e0 := append([]byte(nil), oldLate...)
 		SetCounter(e0, 0, 1<<30) // unseen counter, so only the epoch decides
-		now = now.Add(PrevEpochGrace + time.Second)
 		if _, err := open(o, e0); !errors.Is(err, ErrEpoch) {
 			t.Fatalf("expired previous epoch: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/handshake"
 )
 
@@ -126,18 +127,23 @@ type Opener struct {
 	cur   *recvEpoch
 	prev  *recvEpoch // nil, or open until prev.until
 	next  *recvEpoch // nil until Install
-	now   func() time.Time
+	clk   clock.Clock
 }
 
 // NewOpener starts at epoch 0 with key (the handshake's data key), opening
 // with suite (the handshake's); keys installed later use the same suite.
+// clk times the previous epoch's grace (nil: clock.Real{}); it is read
+// only on an epoch switch and for datagrams of the previous epoch.
 // A suite this package does not know is an error wrapping ErrSuite.
-func NewOpener(suite handshake.Suite, key [32]byte) (*Opener, error) {
+func NewOpener(suite handshake.Suite, key [32]byte, clk clock.Clock) (*Opener, error) {
 	cur, err := newRecvEpoch(suite, 0, &key)
 	if err != nil {
 		return nil, err
 	}
-	return &Opener{suite: suite, cur: cur, now: time.Now}, nil
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	return &Opener{suite: suite, cur: cur, clk: clk}, nil
 }
 
 // Suite is the cipher suite the opener opens with.
@@ -193,7 +199,7 @@ func (o *Opener) Open(h *Header, d []byte) ([]byte, error) {
 	case o.next != nil && h.Epoch == o.next.epoch:
 		e = o.next
 	case o.prev != nil && h.Epoch == o.prev.epoch:
-		if o.now().After(o.prev.until) {
+		if o.clk.Now().After(o.prev.until) {
 			o.prev = nil
 			return nil, errPrevExpired
 		}
@@ -234,7 +240,7 @@ var (
 // advanceLocked makes the next epoch current and keeps the old current one
 // as previous for PrevEpochGrace. o.mu held; o.next not nil.
 func (o *Opener) advanceLocked() {
-	o.cur.until = o.now().Add(PrevEpochGrace)
+	o.cur.until = o.clk.Now().Add(PrevEpochGrace)
 	o.prev, o.cur, o.next = o.cur, o.next, nil
 }
 
