@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/clock"
 	"github.com/weavelab/weave/mesh/identity"
 	"github.com/weavelab/weave/router/netdev"
@@ -36,8 +37,9 @@ type RouteTable interface {
 	Broadcast(src identity.PeerName) []identity.PeerName
 }
 
-// DefaultPort is the UDP data port (the same number as the TCP control port).
-const DefaultPort = 6783
+// DefaultPort is the UDP data port: the same number as the mesh's TCP
+// control port.
+const DefaultPort = mesh.DefaultPort
 
 // DefaultContainerMTU is Weave's container MTU on a 1500-byte underlay; it
 // leaves room for the encapsulation over IPv4 or IPv6.

@@ -107,16 +107,16 @@ func encodeBeatFrame(b fastBeat) []byte {
 	copy(f[0:6], []byte{0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e})
 	// Source: the sender's name as a locally administered unicast MAC
 	// (never the receiving device's own, which VXLAN would drop).
-	var src [8]byte
-	binary.BigEndian.PutUint64(src[:], uint64(b.Sender))
-	copy(f[6:12], src[2:])
+	var buf [identity.NameLen]byte
+	name := identity.AppendName(buf[:0], b.Sender)
+	copy(f[6:12], name)
 	f[6] = f[6]&^1 | 2
 	binary.BigEndian.PutUint16(f[12:14], etherType)
 	p := f[14:]
 	copy(p[0:4], beatMagic)
 	p[4] = b.Type
 	binary.BigEndian.PutUint32(p[6:10], b.Receiver)
-	copy(p[10:16], src[2:])
+	copy(p[10:16], name)
 	binary.BigEndian.PutUint64(p[16:24], b.Nonce)
 	return f
 }
@@ -127,9 +127,7 @@ func decodeBeat(p []byte) (fastBeat, error) {
 		return fastBeat{}, errBeat
 	}
 	b := fastBeat{Type: p[4], Receiver: binary.BigEndian.Uint32(p[6:10]), Nonce: binary.BigEndian.Uint64(p[16:24])}
-	var src [8]byte
-	copy(src[2:], p[10:16])
-	b.Sender = identity.PeerName(binary.BigEndian.Uint64(src[:]))
+	b.Sender = identity.ReadName(p[10:16])
 	if (b.Type != beatPing && b.Type != beatPong) || b.Receiver == 0 || b.Sender == identity.UnknownPeer {
 		return fastBeat{}, errBeat
 	}
