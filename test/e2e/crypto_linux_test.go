@@ -220,6 +220,21 @@ func TestMTU(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, h1, _, c1, c2 := twoHostsWith(t, "", tc.flags...)
+			// The transfers must run on the path under test: wait for the
+			// fast path's heartbeats to confirm it first.
+			onPath := func() (bool, string) {
+				var conns []api.Connection
+				if err := h1.StatusJSON("connections", &conns); err != nil {
+					return false, err.Error()
+				}
+				for _, c := range conns {
+					if c.State == "established" && c.Path != tc.name {
+						return false, fmt.Sprintf("h1's connection is on path %q (%s), want %s", c.Path, c.PathReason, tc.name)
+					}
+				}
+				return len(conns) > 0, fmt.Sprintf("h1 has no connection: %+v", conns)
+			}
+			harness.WaitFor(t, reachTimeout, onPath)
 			cs := []*harness.Container{c1, c2}
 			for _, i := range tc.raise {
 				if r := cs[i].Run(t.Context(), "ip", "link", "set", "ethwe", "mtu", "1500"); !r.OK() {
@@ -237,14 +252,8 @@ func TestMTU(t *testing.T) {
 					t.Errorf("TCP %s -> %s with raised MTUs: %v", p[0].CName, p[1].CName, err)
 				}
 			}
-			var conns []api.Connection
-			if err := h1.StatusJSON("connections", &conns); err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range conns {
-				if c.State == "established" && c.Path != tc.name {
-					t.Errorf("h1's connection is on path %q (%s), want %s", c.Path, c.PathReason, tc.name)
-				}
+			if ok, msg := onPath(); !ok {
+				t.Errorf("after the transfers: %s", msg)
 			}
 		})
 	}
