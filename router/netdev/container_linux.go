@@ -155,25 +155,10 @@ func (c *Container) Iface() (*Iface, error) {
 // namespace with hostMTU, and ethwe in the container with mtu, both up (and
 // the container's lo up). On error nothing is left behind.
 func (c *Container) CreateIface(hostName string, br *Bridge, mtu, hostMTU int) (*Iface, error) {
-	if err := checkIfName(hostName); err != nil {
-		return nil, err
-	}
-	if exists, err := LinkExists(hostName); err != nil {
-		return nil, err
-	} else if exists {
-		return nil, fmt.Errorf("host interface %s already exists", hostName)
-	}
-	brl, err := br.link()
+	veth, err := newBridgedVeth(hostName, c.Ref.IfaceName(), br, mtu, hostMTU)
 	if err != nil {
 		return nil, err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = hostName
-	attrs.MTU = hostMTU
-	attrs.MasterIndex = brl.Attrs().Index
-	veth := netlink.NewVeth(attrs)
-	veth.PeerName = c.Ref.IfaceName()
-	veth.PeerMTU = uint32(mtu)
 	veth.PeerNamespace = netlink.NsFd(int(c.ns))
 	if err := netlink.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("create veth %s: %w", hostName, err)

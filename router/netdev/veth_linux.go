@@ -18,27 +18,18 @@ import (
 // mtu and mac (random when nil), left down for the runtime to move, rename
 // and configure. It returns the peer's MAC. On error nothing is left behind.
 func CreateVeth(hostName, peerName string, br *Bridge, mtu, hostMTU int, mac net.HardwareAddr) (net.HardwareAddr, error) {
-	for _, n := range []string{hostName, peerName} {
-		if err := checkIfName(n); err != nil {
-			return nil, err
-		}
-		if exists, err := LinkExists(n); err != nil {
-			return nil, err
-		} else if exists {
-			return nil, fmt.Errorf("interface %s already exists", n)
-		}
+	if err := checkIfName(peerName); err != nil {
+		return nil, err
 	}
-	brl, err := br.link()
+	if exists, err := LinkExists(peerName); err != nil {
+		return nil, err
+	} else if exists {
+		return nil, fmt.Errorf("interface %s already exists", peerName)
+	}
+	veth, err := newBridgedVeth(hostName, peerName, br, mtu, hostMTU)
 	if err != nil {
 		return nil, err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name = hostName
-	attrs.MTU = hostMTU
-	attrs.MasterIndex = brl.Attrs().Index
-	veth := netlink.NewVeth(attrs)
-	veth.PeerName = peerName
-	veth.PeerMTU = uint32(mtu)
 	if len(mac) > 0 {
 		veth.PeerHardwareAddr = mac
 	}
@@ -63,6 +54,33 @@ func CreateVeth(hostName, peerName string, br *Bridge, mtu, hostMTU int, mac net
 		return fail(err)
 	}
 	return peer.Attrs().HardwareAddr, nil
+}
+
+// newBridgedVeth checks that hostName is a free interface name and returns
+// a veth pair, not yet created, whose host end hostName has hostMTU and is
+// on bridge br and whose peer is peerName with mtu. The caller says where
+// the peer goes, creates the pair, and sets the host end up.
+func newBridgedVeth(hostName, peerName string, br *Bridge, mtu, hostMTU int) (*netlink.Veth, error) {
+	if err := checkIfName(hostName); err != nil {
+		return nil, err
+	}
+	if exists, err := LinkExists(hostName); err != nil {
+		return nil, err
+	} else if exists {
+		return nil, fmt.Errorf("host interface %s already exists", hostName)
+	}
+	brl, err := br.link()
+	if err != nil {
+		return nil, err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = hostName
+	attrs.MTU = hostMTU
+	attrs.MasterIndex = brl.Attrs().Index
+	veth := netlink.NewVeth(attrs)
+	veth.PeerName = peerName
+	veth.PeerMTU = uint32(mtu)
+	return veth, nil
 }
 
 // AddServiceRouteByMAC is AddServiceRoute for the interface with the given
