@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/weavelab/weave/mesh/handshake"
@@ -127,6 +128,19 @@ func (r *Router) register(c *conn) {
 	r.neighDirty = true
 	if t := r.targets[c.target]; t != nil && c.target != "" {
 		t.peer = remote.Name
+		r.clearFailed(c.target)
+	}
+	if !c.outbound {
+		// An inbound connection satisfies the target at the remote's
+		// advertised address (two hosts given each other, the first dial
+		// refused before the other listened): connected, not a failure,
+		// and not dialled while the connection lasts.
+		if a := c.advertisedAddr(); a != "" {
+			if t := r.targets[a]; t != nil && t.conn == nil && !t.self {
+				t.peer, t.attempts, t.lastErr = remote.Name, 0, ""
+				r.clearFailed(a)
+			}
+		}
 	}
 	r.makerDirty = true
 	r.log.Info("connection added", "conn", c.res.ConnID, "addr", c.addr, "remote", remote.String(), "outbound", c.outbound)
@@ -183,6 +197,13 @@ func (r *Router) unregister(c *conn) {
 }
 
 // connEnded runs when a connection's goroutines have finished. Actor only.
+// clearFailed drops the remembered failed dials of addr, now that a
+// connection serves it: status shows what is wrong now, not what was.
+// Actor only.
+func (r *Router) clearFailed(addr string) {
+	r.failed = slices.DeleteFunc(r.failed, func(st ConnectionStatus) bool { return st.Outbound && st.Addr == addr })
+}
+
 func (r *Router) connEnded(c *conn, cause error) {
 	delete(r.attempts, c)
 	c.peer = c.remote() // the connection's goroutines have finished

@@ -392,3 +392,37 @@ func TestDuplicateTieBreakCannotBeGround(t *testing.T) {
 		}
 	}
 }
+
+// TestInboundSatisfiesTarget: a router whose dial to a peer was refused
+// (the peer not listening yet) and which the peer then dials shows that
+// target connected, not failed, and does not dial it again.
+func TestInboundSatisfiesTarget(t *testing.T) {
+	s := newSim(t)
+	slow := func(c *Config) { c.BackoffBase, c.BackoffMax = time.Hour, time.Hour }
+	a := s.start(0, slow)
+	s.connect(0, 1) // refused: router 1 is not there yet
+	waitFor(t, 10*time.Second, "a's dial refused", func() bool {
+		for _, tg := range a.Status().Targets {
+			if tg.Addr == addrOf(1) {
+				return tg.State == TargetWaiting && tg.LastError != ""
+			}
+		}
+		return false
+	})
+	b := s.start(1, slow)
+	s.connect(1, 0)
+	waitFor(t, 10*time.Second, "a and b connected", func() bool { return connected(a, name(1)) && connected(b, name(0)) })
+	for _, tg := range a.Status().Targets {
+		if tg.Addr == addrOf(1) && (tg.State != TargetConnected || tg.LastError != "" || tg.Attempts != 0) {
+			t.Errorf("a's target %s: %+v, want connected without an error", tg.Addr, tg)
+		}
+	}
+	for _, c := range a.Status().Connections {
+		if c.State == StateFailed {
+			t.Errorf("a: failed connection in status: %+v", c)
+		}
+	}
+	if n := s.net.Dials(addrOf(1)); n != 1 {
+		t.Errorf("router 1's address dialled %d times, want 1 (the refused dial)", n)
+	}
+}
