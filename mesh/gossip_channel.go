@@ -86,12 +86,24 @@ func (gc *GossipChannel) Name() string { return gc.name }
 
 // Broadcast sends update to every peer reachable from us, along our
 // broadcast tree, so each receives it once (while routes agree). Each
-// receiver hands it to its Gossiper's OnGossip. Delivery is best effort;
+// receiver hands it to its Gossiper's OnGossip. A neighbour the routes do
+// not reach yet (a connection whose topology entries are still on their
+// way) gets it directly, so that a change made just after two routers
+// connect does not wait for periodic gossip. Delivery is best effort;
 // periodic gossip of full state repairs losses.
 func (gc *GossipChannel) Broadcast(update []byte) {
 	r := gc.r
 	m := gossipMsg{kind: gossipBroadcast, ttl: maxTTL, src: r.cfg.Peer.Name, channel: gc.name, payload: update}
-	r.relay(r.Routes().Broadcast(r.cfg.Peer.Name), m.encode())
+	routes := r.Routes()
+	msg := m.encode()
+	r.relay(routes.Broadcast(r.cfg.Peer.Name), msg)
+	for name, c := range *r.neigh.Load() {
+		if _, ok := routes.Distance(name); !ok {
+			direct := m
+			direct.ttl = 1
+			c.enqueue(direct.encode())
+		}
+	}
 }
 
 // Unicast sends msg to dst's Gossiper (OnUnicast), relayed hop by hop along
