@@ -235,7 +235,7 @@ func (r *Router) targetEnded(c *conn, cause error, wasEstablished bool) {
 // discover adds targets for the peers that the changed entries say are
 // reachable at some address, and drops discovered targets of removed
 // peers. Actor only.
-func (r *Router) discover(changed []topology.Peer, removed []identity.PeerName) {
+func (r *Router) discover(changed []*topology.Peer, removed []identity.PeerName) {
 	for _, name := range removed {
 		for a, t := range r.targets {
 			if t.discovered && t.peer == name && t.conn == nil {

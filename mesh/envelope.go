@@ -53,7 +53,7 @@ func isTopology(tag byte) bool {
 type topoMsg struct {
 	tag     byte
 	peers   []topology.Peer           // update
-	stamps  topology.Summary          // have, want, summary
+	stamps  []topology.NamedStamp     // have, want, summary: sorted by name
 	buckets uint64                    // summary: the buckets it covers
 	digest  uint64                    // digest
 	bucketD *[topology.Buckets]uint64 // buckets
@@ -67,11 +67,11 @@ func decodeTopoMsg(tag byte, body []byte) (topoMsg, error) {
 	case tagUpdate:
 		m.peers, err = topology.DecodeUpdate(body)
 	case tagSummary:
-		m.buckets, m.stamps, err = topology.DecodePartialSummary(body)
+		m.buckets, m.stamps, err = topology.DecodePartialStamps(body)
 	case tagDigest:
 		m.digest, err = decodeDigest(body)
 	case tagHave, tagWant:
-		m.stamps, err = topology.DecodeSummary(body)
+		m.stamps, err = topology.DecodeStamps(body)
 	case tagBuckets:
 		m.bucketD, err = topology.DecodeBucketDigests(body)
 	default:

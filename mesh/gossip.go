@@ -52,12 +52,20 @@ type topoGossip struct {
 
 	links []*gossipLink // by name, ascending
 	slots [maxLinkSlots]*gossipLink
-	// holders: per entry, the neighbours known to hold our version.
-	holders map[identity.PeerName]slotMask
-	// wanted: entries asked for and not yet received.
-	wanted map[identity.PeerName]*wantState
-	// changed since the last publish, for gossipOutput.topologyChanged.
-	changed map[identity.PeerName]topology.Peer
+	// holders: per entry, by its index in topo (topology.Index), the
+	// neighbours known to hold our version. An index freed by a GC may be
+	// left with stale bits: whoever gets it next is a new entry, and every
+	// entry that changes starts again from none.
+	holders []slotMask
+	noEntry slotMask // what held returns for a name we hold no entry for
+	// wanted: entries asked for and not yet received. A map keeps the
+	// room it once needed, so one grown large (a cold start asks for
+	// every entry) is let go once empty (see unwant).
+	wanted     map[identity.PeerName]*wantState
+	wantedPeak int
+	// changed: names whose entries changed since the last publish (a name
+	// may be listed more than once), for gossipOutput.topologyChanged.
+	changed []identity.PeerName
 	// tombs: entries we garbage-collected lately, by the stamp they had.
 	// A neighbour that has not collected one yet offers it back; taking
 	// it would bring the dead peer back to life here, to be collected
@@ -94,8 +102,10 @@ type gossipOutput interface {
 	// it reports false when the message was dropped.
 	sendTo(to identity.PeerName, msg []byte) bool
 	// topologyChanged reports, once per publish, the entries that changed
-	// (ours included) and the peers garbage-collected, both sorted.
-	topologyChanged(changed []topology.Peer, removed []identity.PeerName)
+	// (ours included) and the peers garbage-collected, both sorted. The
+	// entries are the topology's own (never changed in place): they may be
+	// kept but must not be modified.
+	topologyChanged(changed []*topology.Peer, removed []identity.PeerName)
 }
 
 // maxLinkSlots bounds the neighbours whose holdings are tracked; entries
@@ -114,8 +124,9 @@ type gossipLink struct {
 	name identity.PeerName
 	conn topology.Conn
 	slot int // -1: untracked
-	// announce: names whose stamps go to this neighbour at the next publish.
-	announce map[identity.PeerName]struct{}
+	// announce: names whose stamps go to this neighbour at the next
+	// publish (a name may be listed more than once).
+	announce []identity.PeerName
 }
 
 type tomb struct {
@@ -160,11 +171,9 @@ func (m slotMask) has(i int) bool { return i >= 0 && m[i>>6]&(1<<(i&63)) != 0 }
 func newTopoGossip(topo *topology.Topology, cfg gossipConfig, out gossipOutput, post func(func())) *topoGossip {
 	return &topoGossip{
 		cfg: cfg, out: out, post: post, topo: topo, our: topo.Our().Name,
-		holders: make(map[identity.PeerName]slotMask),
-		wanted:  make(map[identity.PeerName]*wantState),
-		changed: make(map[identity.PeerName]topology.Peer),
-		tombs:   make(map[identity.PeerName]tomb),
-		parked:  make(map[identity.PeerName]parkedOffer),
+		wanted: make(map[identity.PeerName]*wantState),
+		tombs:  make(map[identity.PeerName]tomb),
+		parked: make(map[identity.PeerName]parkedOffer),
 	}
 }
 
@@ -221,7 +230,7 @@ func (g *topoGossip) setLink(c topology.Conn) {
 		}
 		return
 	}
-	l := &gossipLink{name: c.Remote, conn: c, slot: -1, announce: make(map[identity.PeerName]struct{})}
+	l := &gossipLink{name: c.Remote, conn: c, slot: -1}
 	for s := range g.slots {
 		if g.slots[s] == nil {
 			l.slot, g.slots[s] = s, l
@@ -233,7 +242,7 @@ func (g *topoGossip) setLink(c topology.Conn) {
 	g.arm()
 	// Our whole summary: the neighbour asks for what it lacks and
 	// announces what we lack.
-	g.send(l, tagSummary, topology.EncodePartialSummary(topology.AllBuckets, g.topo.Summary()))
+	g.send(l, tagSummary, topology.EncodePartialStamps(topology.AllBuckets, g.topo.Stamps()))
 }
 
 // dropLink forgets the neighbour name (its connection is gone).
@@ -246,11 +255,8 @@ func (g *topoGossip) dropLink(name identity.PeerName) {
 	g.links = slices.Delete(g.links, i, i+1)
 	if l.slot >= 0 {
 		g.slots[l.slot] = nil
-		for n, m := range g.holders {
-			if m.has(l.slot) {
-				m.clear(l.slot)
-				g.holders[n] = m
-			}
+		for i := range g.holders {
+			g.holders[i].clear(l.slot)
 		}
 		for _, w := range g.wanted {
 			w.cands.clear(l.slot)
@@ -267,6 +273,21 @@ func (g *topoGossip) dropLink(name identity.PeerName) {
 	}
 	g.ourDirty = true
 	g.arm()
+}
+
+// held returns the holders of the entry we hold for name, to read or
+// change at once (a later call may move them). For a name we hold no
+// entry for it returns a mask of none whose changes are dropped.
+func (g *topoGossip) held(name identity.PeerName) *slotMask {
+	i, ok := g.topo.Index(name)
+	if !ok {
+		g.noEntry = slotMask{}
+		return &g.noEntry
+	}
+	if i >= len(g.holders) {
+		g.holders = slices.Grow(g.holders, g.topo.IndexLimit()-len(g.holders))[:g.topo.IndexLimit()]
+	}
+	return &g.holders[i]
 }
 
 // ourConns lists our links for our topology entry.
@@ -319,18 +340,20 @@ func (g *topoGossip) receive(from identity.PeerName, m topoMsg) {
 			}
 		}
 		if differ != 0 {
-			g.send(l, tagSummary, topology.EncodePartialSummary(differ, g.topo.SummaryOf(differ)))
+			g.send(l, tagSummary, topology.EncodePartialStamps(differ, g.topo.StampsOf(differ)))
 		}
 	case tagSummary:
 		g.onHave(l, m.stamps)
 		// What the neighbour lacks in the buckets it covered (it may have
-		// dropped an entry we thought it held).
-		for n := range g.topo.SummaryOf(m.buckets) {
-			if _, ok := m.stamps[n]; !ok {
-				h := g.holders[n]
-				h.clear(l.slot)
-				g.holders[n] = h
-				l.announce[n] = struct{}{}
+		// dropped an entry we thought it held). Both lists are sorted.
+		theirs := m.stamps
+		for _, e := range g.topo.StampsOf(m.buckets) {
+			for len(theirs) > 0 && theirs[0].Name < e.Name {
+				theirs = theirs[1:]
+			}
+			if len(theirs) == 0 || theirs[0].Name != e.Name {
+				g.held(e.Name).clear(l.slot)
+				l.announce = append(l.announce, e.Name)
 			}
 		}
 		if len(l.announce) > 0 {
@@ -341,12 +364,12 @@ func (g *topoGossip) receive(from identity.PeerName, m topoMsg) {
 
 // onUpdate merges entries sent by l.
 func (g *topoGossip) onUpdate(l *gossipLink, peers []topology.Peer) {
-	changed, err := g.topo.Merge(peers)
+	changed, err := g.topo.MergeEntries(peers)
 	if err != nil {
 		g.cfg.Log.Warn("bad topology update", "peer", l.name.String(), "err", err)
 		return
 	}
-	var unpark map[*gossipLink]topology.Summary
+	var unpark map[*gossipLink][]topology.NamedStamp
 	for _, p := range changed {
 		delete(g.tombs, p.Name)
 		delete(g.parked, p.Name)
@@ -355,33 +378,31 @@ func (g *topoGossip) onUpdate(l *gossipLink, peers []topology.Peer) {
 				delete(g.parked, c.Remote)
 				if k := g.link(po.from); k != nil {
 					if unpark == nil {
-						unpark = make(map[*gossipLink]topology.Summary)
+						unpark = make(map[*gossipLink][]topology.NamedStamp)
 					}
-					if unpark[k] == nil {
-						unpark[k] = make(topology.Summary)
-					}
-					unpark[k][c.Remote] = po.stamp
+					unpark[k] = append(unpark[k], topology.NamedStamp{Name: c.Remote, Stamp: po.stamp})
 				}
 			}
 		}
 	}
 	for _, k := range g.links { // in name order
 		if s := unpark[k]; s != nil {
+			slices.SortFunc(s, cmpStamps)
 			g.onHave(k, s)
 		}
 	}
 	for _, p := range changed {
-		g.changed[p.Name] = p
+		g.changed = append(g.changed, p.Name)
 		if p.Name == g.our {
 			// An earlier run of us was out there: we outbid it.
-			g.holders[g.our] = slotMask{}
+			*g.held(g.our) = slotMask{}
 			g.pushOurs = true
 			continue
 		}
-		g.holders[p.Name] = slotMask{}
+		*g.held(p.Name) = slotMask{}
 		for _, k := range g.links {
 			if k != l {
-				k.announce[p.Name] = struct{}{}
+				k.announce = append(k.announce, p.Name)
 			}
 		}
 	}
@@ -392,12 +413,10 @@ func (g *topoGossip) onUpdate(l *gossipLink, peers []topology.Peer) {
 			continue
 		}
 		if st == topology.StampOf(&peers[i]) {
-			m := g.holders[n]
-			m.set(l.slot)
-			g.holders[n] = m
+			g.held(n).set(l.slot)
 		}
 		if w := g.wanted[n]; w != nil && !w.stamp.Beats(st) {
-			delete(g.wanted, n)
+			g.unwant(n)
 		}
 	}
 	if len(changed) > 0 {
@@ -408,11 +427,12 @@ func (g *topoGossip) onUpdate(l *gossipLink, peers []topology.Peer) {
 // onHave handles stamps l holds: ask l for the entries that beat ours
 // (unless asked of another neighbour already), note the ones it holds as
 // we do, and announce ours back where it is behind.
-func (g *topoGossip) onHave(l *gossipLink, s topology.Summary) {
-	var want topology.Summary
+func (g *topoGossip) onHave(l *gossipLink, s []topology.NamedStamp) {
+	var want []topology.NamedStamp
 	var refs map[identity.PeerName]bool
 	now := g.cfg.Clock.Now()
-	for name, st := range s {
+	for _, e := range s {
+		name, st := e.Name, e.Stamp
 		cur, ok := g.topo.Stamp(name)
 		if tb, dead := g.tombs[name]; !ok && dead && !st.Beats(tb.stamp) {
 			if refs == nil {
@@ -425,16 +445,12 @@ func (g *topoGossip) onHave(l *gossipLink, s topology.Summary) {
 		}
 		switch {
 		case ok && cur == st:
-			m := g.holders[name]
-			m.set(l.slot)
-			g.holders[name] = m
+			g.held(name).set(l.slot)
 			continue
 		case ok && cur.Beats(st):
 			// l is behind (whatever we thought): announce ours.
-			m := g.holders[name]
-			m.clear(l.slot)
-			g.holders[name] = m
-			l.announce[name] = struct{}{}
+			g.held(name).clear(l.slot)
+			l.announce = append(l.announce, name)
 			g.arm()
 			continue
 		case name == g.our:
@@ -449,13 +465,11 @@ func (g *topoGossip) onHave(l *gossipLink, s topology.Summary) {
 		w := &wantState{stamp: st, from: l.name, deadline: now.Add(g.cfg.RequestTimeout)}
 		w.cands.set(l.slot)
 		g.wanted[name] = w
-		if want == nil {
-			want = make(topology.Summary)
-		}
-		want[name] = st
+		g.wantedPeak = max(g.wantedPeak, len(g.wanted))
+		want = append(want, e) // sorted, as s is
 	}
 	if len(want) > 0 {
-		g.send(l, tagWant, topology.EncodeSummary(want))
+		g.send(l, tagWant, topology.EncodeStamps(want))
 		g.armRetry(g.cfg.RequestTimeout)
 	}
 }
@@ -467,7 +481,7 @@ func (g *topoGossip) referenced() map[identity.PeerName]bool {
 	for _, l := range g.links {
 		refs[l.name] = true
 	}
-	for _, p := range g.topo.Peers() {
+	for p := range g.topo.All() {
 		for _, c := range p.Conns {
 			refs[c.Remote] = true
 		}
@@ -476,26 +490,19 @@ func (g *topoGossip) referenced() map[identity.PeerName]bool {
 }
 
 // onWant sends l the entries it asked for (our current versions).
-func (g *topoGossip) onWant(l *gossipLink, s topology.Summary) {
-	names := make([]identity.PeerName, 0, len(s))
-	for n := range s {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	var out []topology.Peer
-	for _, n := range names {
-		if p, ok := g.topo.Entry(n); ok {
-			out = append(out, *p)
+func (g *topoGossip) onWant(l *gossipLink, s []topology.NamedStamp) {
+	out := make([]*topology.Peer, 0, len(s))
+	for _, e := range s { // sorted by name
+		if p, ok := g.topo.Entry(e.Name); ok {
+			out = append(out, p)
 		} // else gone meanwhile; the asker tries elsewhere
 	}
 	for chunk := range slices.Chunk(out, maxUpdateEntries) {
-		if !g.send(l, tagUpdate, topology.EncodeUpdate(chunk)) {
+		if !g.out.sendTo(l.name, topology.AppendUpdate([]byte{tagUpdate}, chunk)) {
 			continue // queue full: the asker asks again
 		}
-		for i := range chunk {
-			m := g.holders[chunk[i].Name]
-			m.set(l.slot)
-			g.holders[chunk[i].Name] = m
+		for _, p := range chunk {
+			g.held(p.Name).set(l.slot)
 		}
 	}
 }
@@ -506,9 +513,9 @@ func (g *topoGossip) publish() {
 	g.pubArmed = false
 	if g.ourDirty {
 		g.ourDirty = false
-		upd := g.topo.SetOurConns(g.ourConns())
-		g.changed[g.our] = upd[0]
-		g.holders[g.our] = slotMask{}
+		g.topo.SetOurConns(g.ourConns())
+		g.changed = append(g.changed, g.our)
+		*g.held(g.our) = slotMask{}
 		g.pushOurs = true
 	}
 	var removed []identity.PeerName
@@ -518,41 +525,63 @@ func (g *topoGossip) publish() {
 	if g.pushOurs {
 		g.pushOurs = false
 		ours, _ := g.topo.Entry(g.our)
-		msg := envelope(tagUpdate, topology.EncodeUpdate([]topology.Peer{*ours}))
-		m := g.holders[g.our]
+		msg := topology.AppendUpdate([]byte{tagUpdate}, []*topology.Peer{ours})
+		m := *g.held(g.our)
 		for _, l := range g.links {
 			if !m.has(l.slot) && g.out.sendTo(l.name, msg) {
 				m.set(l.slot)
 			}
 		}
-		g.holders[g.our] = m
+		*g.held(g.our) = m
 	}
+	var s []topology.NamedStamp
 	for _, l := range g.links {
 		if len(l.announce) == 0 {
 			continue
 		}
-		s := make(topology.Summary, len(l.announce))
-		for n := range l.announce {
-			if st, ok := g.topo.Stamp(n); ok && !g.holders[n].has(l.slot) {
-				s[n] = st
+		slices.Sort(l.announce)
+		s = s[:0]
+		for _, n := range slices.Compact(l.announce) {
+			if st, ok := g.topo.Stamp(n); ok && !g.held(n).has(l.slot) {
+				s = append(s, topology.NamedStamp{Name: n, Stamp: st})
 			}
 		}
-		clear(l.announce)
+		l.announce = reuse(l.announce)
 		if len(s) > 0 {
-			g.send(l, tagHave, topology.EncodeSummary(s))
+			g.send(l, tagHave, topology.EncodeStamps(s))
 		}
 	}
 	if len(g.changed) == 0 && len(removed) == 0 {
 		return
 	}
-	changed := make([]topology.Peer, 0, len(g.changed))
-	for _, p := range g.changed {
-		changed = append(changed, p)
+	// The entries now held for the names that changed: entries are
+	// replaced, never changed in place, so the last one stored is the one
+	// to report, and a name collected meanwhile (gc) has none.
+	slices.Sort(g.changed)
+	changed := make([]*topology.Peer, 0, len(g.changed))
+	for _, n := range slices.Compact(g.changed) {
+		if p, ok := g.topo.Entry(n); ok {
+			changed = append(changed, p)
+		}
 	}
-	clear(g.changed)
-	slices.SortFunc(changed, func(a, b topology.Peer) int { return cmpNames(a.Name, b.Name) })
+	g.changed = reuse(g.changed)
+	if len(changed) == 0 && len(removed) == 0 {
+		return
+	}
 	g.out.topologyChanged(changed, removed)
 }
+
+// reuse empties a list of names for reuse, letting go of a large one: a
+// cold start fills the lists with every name once, and a router with
+// thousands of peers should not keep that much per neighbour for ever.
+func reuse(names []identity.PeerName) []identity.PeerName {
+	if cap(names) > 256 {
+		return nil
+	}
+	return names[:0]
+}
+
+func cmpStamps(a, b topology.NamedStamp) int { return cmpNames(a.Name, b.Name) }
 
 // gc drops the peers no longer reachable from us, and what we kept about
 // them.
@@ -566,12 +595,10 @@ func (g *topoGossip) gc() []identity.PeerName {
 	}
 	slices.Sort(removed)
 	for _, n := range removed {
-		delete(g.holders, n)
-		delete(g.wanted, n)
-		delete(g.changed, n)
-		for _, l := range g.links {
-			delete(l.announce, n)
-		}
+		// Names left in g.changed and the links' announce lists are
+		// skipped when they are used, as they no longer have an entry;
+		// their holders are reset if they come back (see holders).
+		g.unwant(n)
 	}
 	if len(removed) > 0 {
 		g.cfg.Log.Debug("peers removed", "count", len(removed))
@@ -609,26 +636,23 @@ func (g *topoGossip) retry() {
 		}
 	}
 	slices.Sort(due)
-	asks := make(map[*gossipLink]topology.Summary)
+	asks := make(map[*gossipLink][]topology.NamedStamp)
 	for _, n := range due {
 		w := g.wanted[n]
 		l := g.nextCandidate(w)
 		if w.tries++; l == nil || w.tries >= maxRequestTries {
-			delete(g.wanted, n)
+			g.unwant(n)
 			continue
 		}
 		w.from, w.deadline = l.name, now.Add(g.cfg.RequestTimeout)
 		if next.IsZero() || w.deadline.Before(next) {
 			next = w.deadline
 		}
-		if asks[l] == nil {
-			asks[l] = make(topology.Summary)
-		}
-		asks[l][n] = w.stamp
+		asks[l] = append(asks[l], topology.NamedStamp{Name: n, Stamp: w.stamp}) // due is sorted
 	}
 	for _, l := range g.links { // in name order
 		if s := asks[l]; s != nil {
-			g.send(l, tagWant, topology.EncodeSummary(s))
+			g.send(l, tagWant, topology.EncodeStamps(s))
 		}
 	}
 	if !next.IsZero() {
@@ -689,6 +713,14 @@ func (g *topoGossip) randomLink() identity.PeerName {
 		return identity.UnknownPeer
 	}
 	return g.links[g.cfg.Rand.IntN(len(g.links))].name
+}
+
+// unwant forgets the request for name.
+func (g *topoGossip) unwant(name identity.PeerName) {
+	delete(g.wanted, name)
+	if len(g.wanted) == 0 && g.wantedPeak > 64 {
+		g.wanted, g.wantedPeak = make(map[identity.PeerName]*wantState), 0
+	}
 }
 
 // settled reports whether nothing waits to be published or fetched.

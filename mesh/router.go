@@ -338,7 +338,7 @@ func (r *Router) sendTo(to identity.PeerName, msg []byte) bool {
 
 // topologyChanged is called by topology gossip after each publish: the
 // routes snapshot and the connection maker follow. Actor only.
-func (r *Router) topologyChanged(changed []topology.Peer, removed []identity.PeerName) {
+func (r *Router) topologyChanged(changed []*topology.Peer, removed []identity.PeerName) {
 	r.storeRoutes()
 	r.discover(changed, removed)
 }

@@ -182,7 +182,7 @@ func (p *vpeer) sendTo(to identity.PeerName, msg []byte) bool {
 	return true
 }
 
-func (p *vpeer) topologyChanged([]topology.Peer, []identity.PeerName) {}
+func (p *vpeer) topologyChanged([]*topology.Peer, []identity.PeerName) {}
 
 func (s *vsim) index(n identity.PeerName) int {
 	if s.cfg.Signed {

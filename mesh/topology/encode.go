@@ -64,18 +64,28 @@ const (
 // EncodeUpdate encodes peers in the update wire format. Entries should be
 // valid (Peer.Validate); DecodeUpdate rejects invalid ones.
 func EncodeUpdate(peers []Peer) []byte {
-	size := 1 + binary.MaxVarintLen64
+	ptrs := make([]*Peer, len(peers))
 	for i := range peers {
-		size += minPeerLen + 2*binary.MaxVarintLen64 + len(peers[i].NickName)
-		for _, c := range peers[i].Conns {
+		ptrs[i] = &peers[i]
+	}
+	return AppendUpdate(nil, ptrs)
+}
+
+// AppendUpdate appends peers to b in the update wire format (the bytes
+// EncodeUpdate writes), from pointers to entries such as Topology.Entry
+// returns, so that nothing is copied but the bytes.
+func AppendUpdate(b []byte, peers []*Peer) []byte {
+	size := 1 + binary.MaxVarintLen64
+	for _, p := range peers {
+		size += minPeerLen + 2*binary.MaxVarintLen64 + len(p.NickName)
+		for _, c := range p.Conns {
 			size += minConnLen + binary.MaxVarintLen64 + len(c.RemoteAddr)
 		}
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	b = append(b, updateFormat)
 	b = binary.AppendUvarint(b, uint64(len(peers)))
-	for i := range peers {
-		p := &peers[i]
+	for _, p := range peers {
 		b = appendEntry(b, p)
 		b = append(b, p.Key[:]...)
 		b = append(b, p.Sig[:]...)
@@ -152,23 +162,44 @@ func DecodeUpdate(b []byte) ([]Peer, error) {
 }
 
 // EncodeSummary encodes s in the summary wire format, names ascending.
-func EncodeSummary(s Summary) []byte {
-	return appendSummary(make([]byte, 0, 1+binary.MaxVarintLen64+len(s)*(14+binary.MaxVarintLen64)), summaryFormat, s)
+func EncodeSummary(s Summary) []byte { return EncodeStamps(s.Sorted()) }
+
+// EncodeStamps encodes s, which must be sorted by name with no name twice
+// (as Topology.Stamps returns it), in the summary wire format: the bytes
+// EncodeSummary writes for the same stamps, without building a map.
+func EncodeStamps(s []NamedStamp) []byte {
+	return appendStamps(make([]byte, 0, 1+binary.MaxVarintLen64+len(s)*(14+binary.MaxVarintLen64)), summaryFormat, s)
 }
 
 // EncodePartialSummary encodes the stamps s of the buckets set in buckets,
 // which must hold every name of s (see Topology.SummaryOf).
 func EncodePartialSummary(buckets uint64, s Summary) []byte {
+	return EncodePartialStamps(buckets, s.Sorted())
+}
+
+// EncodePartialStamps is EncodePartialSummary for stamps sorted by name
+// (see Topology.StampsOf).
+func EncodePartialStamps(buckets uint64, s []NamedStamp) []byte {
 	b := make([]byte, 0, 9+binary.MaxVarintLen64+len(s)*(14+binary.MaxVarintLen64))
 	b = append(b, partialFormat)
 	b = binary.BigEndian.AppendUint64(b, buckets)
-	return appendSummary(b, 0, s)
+	return appendStamps(b, 0, s)
 }
 
 // DecodePartialSummary decodes a partial summary, checking that every name
 // lies in a covered bucket (and what DecodeSummary checks). Errors wrap
 // ErrInvalid.
 func DecodePartialSummary(b []byte) (buckets uint64, s Summary, err error) {
+	buckets, list, err := DecodePartialStamps(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return buckets, summaryOf(list), nil
+}
+
+// DecodePartialStamps is DecodePartialSummary returning the stamps sorted
+// by name.
+func DecodePartialStamps(b []byte) (buckets uint64, s []NamedStamp, err error) {
 	if len(b) < 9 || b[0] != partialFormat {
 		return 0, nil, fmt.Errorf("%w: not a partial summary", ErrInvalid)
 	}
@@ -177,9 +208,9 @@ func DecodePartialSummary(b []byte) (buckets uint64, s Summary, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	for n := range s {
-		if buckets&(1<<BucketOf(n)) == 0 {
-			return 0, nil, fmt.Errorf("%w: partial summary lists %s outside its buckets", ErrInvalid, n)
+	for _, e := range s {
+		if buckets&(1<<BucketOf(e.Name)) == 0 {
+			return 0, nil, fmt.Errorf("%w: partial summary lists %s outside its buckets", ErrInvalid, e.Name)
 		}
 	}
 	return buckets, s, nil
@@ -215,22 +246,17 @@ func firstByte(b []byte) int {
 	return int(b[0])
 }
 
-// appendSummary appends format (unless 0) and the body of s.
-func appendSummary(b []byte, format byte, s Summary) []byte {
-	names := make([]identity.PeerName, 0, len(s))
-	for n := range s {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+// appendStamps appends format (unless 0) and the body of s (sorted by
+// name, no name twice).
+func appendStamps(b []byte, format byte, s []NamedStamp) []byte {
 	if format != 0 {
 		b = append(b, format)
 	}
-	b = binary.AppendUvarint(b, uint64(len(names)))
-	for _, n := range names {
-		st := s[n]
-		b = identity.AppendName(b, n)
-		b = binary.BigEndian.AppendUint64(b, uint64(st.UID))
-		b = binary.AppendUvarint(b, st.Version)
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	for _, e := range s {
+		b = identity.AppendName(b, e.Name)
+		b = binary.BigEndian.AppendUint64(b, uint64(e.UID))
+		b = binary.AppendUvarint(b, e.Version)
 	}
 	return b
 }
@@ -239,6 +265,16 @@ func appendSummary(b []byte, format byte, s Summary) []byte {
 // and versions (at most MaxVersion), with no name twice. It never panics and
 // allocates in proportion to len(b) at most. Errors wrap ErrInvalid.
 func DecodeSummary(b []byte) (Summary, error) {
+	s, err := DecodeStamps(b)
+	if err != nil {
+		return nil, err
+	}
+	return summaryOf(s), nil
+}
+
+// DecodeStamps is DecodeSummary returning the stamps sorted by name
+// (whatever order the sender listed them in) instead of a map.
+func DecodeStamps(b []byte) ([]NamedStamp, error) {
 	switch {
 	case len(b) == 0:
 		return nil, fmt.Errorf("%w: truncated: empty summary", ErrInvalid)
@@ -248,18 +284,36 @@ func DecodeSummary(b []byte) (Summary, error) {
 	return decodeSummaryBody(b[1:])
 }
 
-// decodeSummaryBody decodes a summary from its count on.
-func decodeSummaryBody(b []byte) (Summary, error) {
+// decodeSummaryBody decodes a summary from its count on, into stamps
+// sorted by name. Senders list names ascending, so a name twice shows as
+// one not above the previous; only input out of order costs a map (the
+// checks and their order are those of a map-based decoder either way).
+func decodeSummaryBody(b []byte) ([]NamedStamp, error) {
 	d := decoder{b: b}
 	n := d.count(MaxPeers, minSummaryLen, "peers")
-	s := make(Summary, n)
+	s := make([]NamedStamp, 0, n)
+	var seen map[identity.PeerName]struct{} // once out of order
 	for i := 0; i < n && d.err == nil; i++ {
 		name := d.name()
 		st := Stamp{UID: identity.UID(d.uint64()), Version: d.uvarint()}
 		if d.err != nil {
 			break
 		}
-		switch _, dup := s[name]; {
+		dup := false
+		switch {
+		case seen != nil:
+			_, dup = seen[name]
+		case len(s) > 0 && name <= s[len(s)-1].Name:
+			dup = name == s[len(s)-1].Name
+			if !dup {
+				seen = make(map[identity.PeerName]struct{}, n)
+				for _, e := range s {
+					seen[e.Name] = struct{}{}
+				}
+				_, dup = seen[name]
+			}
+		}
+		switch {
 		case name == identity.UnknownPeer:
 			d.fail("summary entry with zero name")
 		case st.UID == 0 || st.Version == 0 || st.Version > MaxVersion:
@@ -267,10 +321,16 @@ func decodeSummaryBody(b []byte) (Summary, error) {
 		case dup:
 			d.fail("summary entry %s listed twice", name)
 		}
-		s[name] = st
+		if seen != nil {
+			seen[name] = struct{}{}
+		}
+		s = append(s, NamedStamp{Name: name, Stamp: st})
 	}
 	if err := d.finish(); err != nil {
 		return nil, fmt.Errorf("decode summary: %w", err)
+	}
+	if seen != nil {
+		slices.SortFunc(s, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
 	}
 	return s, nil
 }

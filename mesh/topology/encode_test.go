@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -339,5 +340,47 @@ func TestBucketDigestsSumToDigest(t *testing.T) {
 		if _, ok := topo.SummaryOf(mask)[n]; !ok {
 			t.Fatalf("SummaryOf(bucket of %s) lacks it", n)
 		}
+	}
+}
+
+// TestDecodeStampsOrder: stamps come back sorted by name whatever order
+// the sender used, and a name listed twice is caught in or out of order.
+func TestDecodeStampsOrder(t *testing.T) {
+	raw := func(names ...identity.PeerName) []byte {
+		b := binary.AppendUvarint([]byte{summaryFormat}, uint64(len(names)))
+		for _, n := range names {
+			b = identity.AppendName(b, n)
+			b = binary.BigEndian.AppendUint64(b, 1)
+			b = binary.AppendUvarint(b, 1)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name  string
+		in    []identity.PeerName
+		want  []identity.PeerName
+		valid bool
+	}{
+		{"ascending", []identity.PeerName{1, 2, 3}, []identity.PeerName{1, 2, 3}, true},
+		{"unordered", []identity.PeerName{3, 1, 2}, []identity.PeerName{1, 2, 3}, true},
+		{"twice in order", []identity.PeerName{1, 2, 2}, nil, false},
+		{"twice out of order", []identity.PeerName{2, 3, 1, 3}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := DecodeStamps(raw(tc.in...))
+			if (err == nil) != tc.valid {
+				t.Fatalf("err = %v, want valid %v", err, tc.valid)
+			}
+			var got []identity.PeerName
+			for _, e := range s {
+				got = append(got, e.Name)
+			}
+			if tc.valid && !slices.Equal(got, tc.want) {
+				t.Fatalf("names %v, want %v", got, tc.want)
+			}
+			if tc.valid && !bytes.Equal(EncodeStamps(s), raw(tc.want...)) {
+				t.Fatal("re-encoded stamps differ")
+			}
+		})
 	}
 }

@@ -90,7 +90,12 @@ func (p *Peer) Validate() error {
 	case len(p.Conns) > MaxConnsPerPeer:
 		return fmt.Errorf("%w: peer %s: %d connections, max %d", ErrInvalid, p.Name, len(p.Conns), MaxConnsPerPeer)
 	}
-	seen := make(map[identity.PeerName]struct{}, len(p.Conns))
+	// Stored and well-formed entries list remotes ascending: then no
+	// remote is listed twice, and no map is needed to tell.
+	var seen map[identity.PeerName]struct{}
+	if !connsAscending(p.Conns) {
+		seen = make(map[identity.PeerName]struct{}, len(p.Conns))
+	}
 	for _, c := range p.Conns {
 		switch {
 		case c.Remote == identity.UnknownPeer:
@@ -102,6 +107,9 @@ func (p *Peer) Validate() error {
 		case !utf8.ValidString(c.RemoteAddr):
 			return fmt.Errorf("%w: peer %s: address of %s not UTF-8", ErrInvalid, p.Name, c.Remote)
 		}
+		if seen == nil {
+			continue
+		}
 		if _, dup := seen[c.Remote]; dup {
 			return fmt.Errorf("%w: peer %s: connection to %s listed twice", ErrInvalid, p.Name, c.Remote)
 		}
@@ -110,16 +118,36 @@ func (p *Peer) Validate() error {
 	return nil
 }
 
+// connsAscending reports whether conns lists remotes strictly ascending.
+func connsAscending(conns []Conn) bool {
+	for i := 1; i < len(conns); i++ {
+		if conns[i].Remote <= conns[i-1].Remote {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidateUpdate checks every entry of an update and that no peer name
 // appears twice. Errors wrap ErrInvalid.
 func ValidateUpdate(update []Peer) error {
 	if len(update) > MaxPeers {
 		return fmt.Errorf("%w: %d peers, max %d", ErrInvalid, len(update), MaxPeers)
 	}
-	seen := make(map[identity.PeerName]struct{}, len(update))
+	// Senders list entries by name, ascending: no name twice, no map.
+	var seen map[identity.PeerName]struct{}
+	for i := 1; i < len(update); i++ {
+		if update[i].Name <= update[i-1].Name {
+			seen = make(map[identity.PeerName]struct{}, len(update))
+			break
+		}
+	}
 	for i := range update {
 		if err := update[i].Validate(); err != nil {
 			return err
+		}
+		if seen == nil {
+			continue
 		}
 		if _, dup := seen[update[i].Name]; dup {
 			return fmt.Errorf("%w: peer %s listed twice", ErrInvalid, update[i].Name)

@@ -18,6 +18,33 @@ type Stamp struct {
 // differ (NewerThan), instead of whole topologies.
 type Summary map[identity.PeerName]Stamp
 
+// NamedStamp is one entry of a summary: a name and the stamp of the entry
+// held for it. Lists of them (sorted by name, no name twice) are what the
+// gossip engine passes around, where a Summary would cost a map per
+// message.
+type NamedStamp struct {
+	Name identity.PeerName
+	Stamp
+}
+
+// Sorted returns s as a list sorted by name.
+func (s Summary) Sorted() []NamedStamp {
+	out := make([]NamedStamp, 0, len(s))
+	for n, st := range s {
+		out = append(out, NamedStamp{Name: n, Stamp: st})
+	}
+	slices.SortFunc(out, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
+	return out
+}
+
+func summaryOf(list []NamedStamp) Summary {
+	s := make(Summary, len(list))
+	for _, e := range list {
+		s[e.Name] = e.Stamp
+	}
+	return s
+}
+
 // StampOf returns the stamp of entry p.
 func StampOf(p *Peer) Stamp { return stampOf(p) }
 
@@ -36,9 +63,9 @@ func (s Stamp) beats(o Stamp) bool {
 
 // Summary returns the stamps of all our entries, ours included.
 func (t *Topology) Summary() Summary {
-	s := make(Summary, len(t.peers))
-	for name, p := range t.peers {
-		s[name] = stampOf(p)
+	s := make(Summary, t.count)
+	for p := range t.All() {
+		s[p.Name] = stampOf(p)
 	}
 	return s
 }
@@ -48,8 +75,8 @@ func (t *Topology) Summary() Summary {
 // back to a neighbour that sent us s.
 func (t *Topology) NewerThan(s Summary) []Peer {
 	var out []Peer
-	for name, p := range t.peers {
-		if theirs, ok := s[name]; !ok || stampOf(p).beats(theirs) {
+	for p := range t.All() {
+		if theirs, ok := s[p.Name]; !ok || stampOf(p).beats(theirs) {
 			out = append(out, p.Clone())
 		}
 	}
@@ -63,12 +90,32 @@ func (t *Topology) NewerThan(s Summary) []Peer {
 // symmetric.
 func (t *Topology) Wants(s Summary) bool {
 	for name, theirs := range s {
-		p, ok := t.peers[name]
+		p, ok := t.lookup(name)
 		if !ok || theirs.beats(stampOf(p)) {
 			return true
 		}
 	}
 	return false
+}
+
+// Stamps returns the stamps of all our entries, ours included, sorted by
+// name.
+func (t *Topology) Stamps() []NamedStamp { return t.StampsOf(AllBuckets) }
+
+// StampsOf returns the stamps of our entries in the buckets set in buckets
+// (bit i for bucket i), sorted by name.
+func (t *Topology) StampsOf(buckets uint64) []NamedStamp {
+	var out []NamedStamp
+	if buckets == AllBuckets {
+		out = make([]NamedStamp, 0, t.count)
+	}
+	for p := range t.All() {
+		if buckets == AllBuckets || buckets&(1<<BucketOf(p.Name)) != 0 {
+			out = append(out, NamedStamp{Name: p.Name, Stamp: stampOf(p)})
+		}
+	}
+	slices.SortFunc(out, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
+	return out
 }
 
 // Buckets is the number of parts into which names are hashed (BucketOf) for
@@ -93,9 +140,9 @@ func (t *Topology) SummaryOf(buckets uint64) Summary {
 		return t.Summary()
 	}
 	s := make(Summary)
-	for name, p := range t.peers {
-		if buckets&(1<<BucketOf(name)) != 0 {
-			s[name] = stampOf(p)
+	for p := range t.All() {
+		if buckets&(1<<BucketOf(p.Name)) != 0 {
+			s[p.Name] = stampOf(p)
 		}
 	}
 	return s

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"sync"
 
@@ -14,8 +15,16 @@ import (
 type Topology struct {
 	our identity.PeerName
 	// key signs our entry; nil in an unsigned topology (see NewSigned).
-	key   *identity.Key
-	peers map[identity.PeerName]*Peer
+	key *identity.Key
+	// names numbers the names we hold entries for (see nameIndex), and
+	// entries holds the entry of each number (nil: none), so that the
+	// gossip engine can keep per-entry state in slices by the same
+	// numbers and a GC marks peers in a bit per number. A simulation's
+	// topologies share one nameIndex (ShareEntries): a lookup then probes
+	// one small map that stays in cache, not one map per topology.
+	names   *nameIndex
+	entries []*Peer
+	count   int
 	// routes caches Routes until an entry changes (see invalidate).
 	routes *Routes
 	// digest is kept up to date entry by entry (see set): the sum of
@@ -40,7 +49,50 @@ type Topology struct {
 // entries does. It is not safe for concurrent use: the topologies sharing
 // one must be used from one goroutine. Entries stay in it for its life.
 type Interner struct {
-	m map[internKey]*Peer
+	m     map[internKey]*Peer
+	names *nameIndex
+}
+
+// nameIndex gives names small numbers (indices), dense from 0. A private
+// one (a topology's own) frees the index of a name whose entry is
+// collected, for the next new name; a shared one (an Interner's) keeps
+// every name for its life.
+type nameIndex struct {
+	ids    map[identity.PeerName]int32
+	shared bool
+	free   []int32
+	next   int32
+}
+
+func newNameIndex(shared bool) *nameIndex {
+	return &nameIndex{ids: make(map[identity.PeerName]int32), shared: shared}
+}
+
+// add returns the index of name, giving it one if it has none.
+func (x *nameIndex) add(name identity.PeerName) int32 {
+	if i, ok := x.ids[name]; ok {
+		return i
+	}
+	var i int32
+	if n := len(x.free); n > 0 {
+		i, x.free = x.free[n-1], x.free[:n-1]
+	} else {
+		i = x.next
+		x.next++
+	}
+	x.ids[name] = i
+	return i
+}
+
+// release gives up the index of name (a private index only).
+func (x *nameIndex) release(name identity.PeerName) {
+	if x.shared {
+		return
+	}
+	if i, ok := x.ids[name]; ok {
+		delete(x.ids, name)
+		x.free = append(x.free, i)
+	}
 }
 
 type internKey struct {
@@ -50,16 +102,75 @@ type internKey struct {
 }
 
 // NewInterner returns an empty Interner.
-func NewInterner() *Interner { return &Interner{m: make(map[internKey]*Peer)} }
+func NewInterner() *Interner {
+	return &Interner{m: make(map[internKey]*Peer), names: newNameIndex(true)}
+}
 
-// ShareEntries makes t store entries through in (see Interner). Call it
-// before using t.
+// ShareEntries makes t store entries through in (see Interner), and number
+// names (Index) as the other topologies sharing in do. Call it before
+// using t.
 func (t *Topology) ShareEntries(in *Interner) {
+	if in == nil {
+		return
+	}
 	t.intern = in
-	if us := t.peers[t.our]; in != nil {
-		in.add(us)
+	var held []*Peer
+	for p := range t.All() {
+		held = append(held, p)
+		in.add(p)
+	}
+	t.names, t.entries, t.count = in.names, nil, 0
+	for _, p := range held {
+		t.put(p)
 	}
 }
+
+// lookup returns the entry held for name.
+func (t *Topology) lookup(name identity.PeerName) (*Peer, bool) {
+	i, ok := t.names.ids[name]
+	if !ok || int(i) >= len(t.entries) || t.entries[i] == nil {
+		return nil, false
+	}
+	return t.entries[i], true
+}
+
+// put stores p as the entry for its name, replacing any, and returns the
+// one it replaced (nil if none).
+func (t *Topology) put(p *Peer) (old *Peer) {
+	i := int(t.names.add(p.Name))
+	if i >= len(t.entries) {
+		t.entries = slices.Grow(t.entries, i+1-len(t.entries))[:i+1]
+	}
+	old, t.entries[i] = t.entries[i], p
+	if old == nil {
+		t.count++
+	}
+	return old
+}
+
+// remove drops the entry held for name.
+func (t *Topology) remove(name identity.PeerName) {
+	if i, ok := t.names.ids[name]; ok && int(i) < len(t.entries) && t.entries[i] != nil {
+		t.entries[i] = nil
+		t.count--
+		t.names.release(name)
+	}
+}
+
+// Index returns the index of name, if we hold an entry for it: a small
+// number, below IndexLimit, that stays the name's while we do, so that a
+// caller can keep per-entry state in a slice. Once the entry is collected
+// the index may go to another name (whose entry is then new).
+func (t *Topology) Index(name identity.PeerName) (int, bool) {
+	i, ok := t.names.ids[name]
+	if !ok || int(i) >= len(t.entries) || t.entries[i] == nil {
+		return 0, false
+	}
+	return int(i), true
+}
+
+// IndexLimit bounds the indices of the names we hold entries for.
+func (t *Topology) IndexLimit() int { return len(t.entries) }
 
 // find returns the interned entry equal to p, or nil.
 func (in *Interner) find(p *Peer) *Peer {
@@ -100,7 +211,7 @@ func (t *Topology) invalidate() { t.routes = nil }
 // set stores p (which the topology now owns) as the entry for its name,
 // keeping the digest and the orphans flag up to date.
 func (t *Topology) set(p *Peer) {
-	if old, ok := t.peers[p.Name]; ok {
+	if old := t.put(p); old != nil {
 		t.unhash(p.Name, stampOf(old))
 		if lostConn(old.Conns, p.Conns) {
 			t.orphans, t.lost = true, true
@@ -111,7 +222,6 @@ func (t *Topology) set(p *Peer) {
 	h := stampHash(p.Name, stampOf(p))
 	t.digest += h
 	t.buckets[BucketOf(p.Name)] += h
-	t.peers[p.Name] = p
 }
 
 // unhash takes the entry of name with stamp st out of the digests.
@@ -140,7 +250,7 @@ func lostConn(old, new []Conn) bool {
 // connections. It trusts every entry it is given, so it serves the
 // algorithms' own tests and simulations; a router uses NewSigned.
 func New(our identity.Peer) *Topology {
-	t := &Topology{our: our.Name, peers: make(map[identity.PeerName]*Peer)}
+	t := &Topology{our: our.Name, names: newNameIndex(false)}
 	t.set(&Peer{Peer: our, Version: 1})
 	return t
 }
@@ -156,7 +266,7 @@ func NewSigned(our identity.Peer, key *identity.Key) (*Topology, error) {
 	if err := identity.CheckBinding(our.Name, key.Public()); err != nil {
 		return nil, fmt.Errorf("topology: %w", err)
 	}
-	t := &Topology{our: our.Name, key: key, peers: make(map[identity.PeerName]*Peer)}
+	t := &Topology{our: our.Name, key: key, names: newNameIndex(false)}
 	us := &Peer{Peer: our, Version: 1}
 	us.sign(key)
 	t.set(us)
@@ -167,7 +277,10 @@ func NewSigned(our identity.Peer, key *identity.Key) (*Topology, error) {
 func (t *Topology) Signed() bool { return t.key != nil }
 
 // Our returns a copy of our own entry.
-func (t *Topology) Our() Peer { return t.peers[t.our].Clone() }
+func (t *Topology) Our() Peer {
+	us, _ := t.lookup(t.our)
+	return us.Clone()
+}
 
 // SetOurConns replaces our connection list and bumps our version (always,
 // even when the list is unchanged, so the returned update supersedes every
@@ -195,7 +308,8 @@ func (t *Topology) SetOurConns(conns []Conn) []Peer {
 	}
 	// Our entry is replaced, never changed in place: RoutesFunc snapshots
 	// share entries with the topology.
-	us := *t.peers[t.our]
+	cur, _ := t.lookup(t.our)
+	us := *cur
 	us.Conns = list
 	if us.Version < MaxVersion {
 		us.Version++
@@ -226,6 +340,18 @@ func (t *Topology) SetOurConns(conns []Conn) []Peer {
 // wrapping ErrInvalid. changed holds copies of the entries now stored for
 // every peer whose entry changed, sorted by name.
 func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
+	stored, err := t.MergeEntries(update)
+	for _, p := range stored {
+		changed = append(changed, p.Clone())
+	}
+	return changed, err
+}
+
+// MergeEntries is Merge returning the entries now stored themselves, not
+// copies: they are shared with the topology (and never changed in place),
+// so the caller must not modify them. The gossip engine merges every entry
+// it receives through it.
+func (t *Topology) MergeEntries(update []Peer) (changed []*Peer, err error) {
 	if err := ValidateUpdate(update); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
@@ -236,7 +362,7 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 	}
 	for i := range update {
 		p := &update[i]
-		cur, known := t.peers[p.Name]
+		cur, known := t.lookup(p.Name)
 		if p.Name == t.our {
 			if p.UID == cur.UID || !p.Beats(*cur) || p.Version >= MaxVersion {
 				continue
@@ -248,7 +374,7 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 			if t.intern != nil {
 				t.intern.add(&bumped)
 			}
-			changed = append(changed, bumped.Clone())
+			changed = append(changed, &bumped)
 			continue
 		}
 		if known && !p.Beats(*cur) {
@@ -256,11 +382,11 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 		}
 		stored := t.store(p)
 		t.set(stored)
-		changed = append(changed, stored.Clone())
+		changed = append(changed, stored)
 	}
 	if len(changed) > 0 {
 		t.invalidate()
-		slices.SortFunc(changed, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
+		slices.SortFunc(changed, func(a, b *Peer) int { return cmpName(a.Name, b.Name) })
 	}
 	return changed, nil
 }
@@ -272,7 +398,7 @@ func (t *Topology) Merge(update []Peer) (changed []Peer, err error) {
 func (t *Topology) verifyUpdate(update []Peer) error {
 	for i := range update {
 		p := &update[i]
-		cur, known := t.peers[p.Name]
+		cur, known := t.lookup(p.Name)
 		if p.Name == t.our && p.UID == cur.UID {
 			continue
 		}
@@ -298,8 +424,8 @@ func (t *Topology) signOurs(p *Peer) {
 
 // Peers returns copies of all entries, ours included, sorted by name.
 func (t *Topology) Peers() []Peer {
-	out := make([]Peer, 0, len(t.peers))
-	for _, p := range t.peers {
+	out := make([]Peer, 0, t.count)
+	for p := range t.All() {
 		out = append(out, p.Clone())
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
@@ -308,7 +434,7 @@ func (t *Topology) Peers() []Peer {
 
 // Get returns a copy of the entry for name.
 func (t *Topology) Get(name identity.PeerName) (Peer, bool) {
-	p, ok := t.peers[name]
+	p, ok := t.lookup(name)
 	if !ok {
 		return Peer{}, false
 	}
@@ -318,13 +444,25 @@ func (t *Topology) Get(name identity.PeerName) (Peer, bool) {
 // Entry returns the entry for name without copying it. Entries are never
 // changed in place, so the caller may keep it, but must not modify it.
 func (t *Topology) Entry(name identity.PeerName) (*Peer, bool) {
-	p, ok := t.peers[name]
+	p, ok := t.lookup(name)
 	return p, ok
+}
+
+// All yields every entry, ours included, in no particular order, without
+// copying them (the caller must not modify them).
+func (t *Topology) All() iter.Seq[*Peer] {
+	return func(yield func(*Peer) bool) {
+		for _, p := range t.entries {
+			if p != nil && !yield(p) {
+				return
+			}
+		}
+	}
 }
 
 // Stamp returns the stamp of the entry for name.
 func (t *Topology) Stamp(name identity.PeerName) (Stamp, bool) {
-	p, ok := t.peers[name]
+	p, ok := t.lookup(name)
 	if !ok {
 		return Stamp{}, false
 	}
@@ -332,7 +470,7 @@ func (t *Topology) Stamp(name identity.PeerName) (Stamp, bool) {
 }
 
 // Len returns the number of known peers, ours included.
-func (t *Topology) Len() int { return len(t.peers) }
+func (t *Topology) Len() int { return t.count }
 
 // GC removes the entries of peers that are no longer reachable from us and
 // returns their names, sorted. A peer is reachable when a chain of reported
@@ -357,28 +495,29 @@ func (t *Topology) GC() []identity.PeerName {
 // none), so that a caller can tell a removed entry from a newer one later.
 func (t *Topology) Collect() Summary {
 	t.orphans, t.lost = false, false
-	seen := make(map[identity.PeerName]bool, len(t.peers))
-	seen[t.our] = true
-	queue := []identity.PeerName{t.our}
+	seen := make([]bool, len(t.entries)) // by index
+	us, _ := t.Index(t.our)
+	seen[us] = true
+	queue := []*Peer{t.entries[us]}
 	for len(queue) > 0 {
-		p := t.peers[queue[0]]
+		p := queue[0]
 		queue = queue[1:]
 		for _, c := range p.Conns {
-			if _, ok := t.peers[c.Remote]; ok && !seen[c.Remote] {
-				seen[c.Remote] = true
-				queue = append(queue, c.Remote)
+			if i, ok := t.Index(c.Remote); ok && !seen[i] {
+				seen[i] = true
+				queue = append(queue, t.entries[i])
 			}
 		}
 	}
 	var removed Summary
-	for name, p := range t.peers {
-		if !seen[name] {
+	for i, p := range t.entries {
+		if p != nil && !seen[i] {
 			if removed == nil {
 				removed = make(Summary)
 			}
-			removed[name] = stampOf(p)
-			t.unhash(name, stampOf(p))
-			delete(t.peers, name)
+			removed[p.Name] = stampOf(p)
+			t.unhash(p.Name, stampOf(p))
+			t.remove(p.Name)
 		}
 	}
 	if len(removed) > 0 {
@@ -408,8 +547,8 @@ func (t *Topology) RoutesFunc() func() *Routes {
 	if r := t.routes; r != nil {
 		return func() *Routes { return r }
 	}
-	peers := make([]*Peer, 0, len(t.peers))
-	for _, p := range t.peers {
+	peers := make([]*Peer, 0, t.count)
+	for p := range t.All() {
 		peers = append(peers, p)
 	}
 	our := t.our
@@ -421,8 +560,8 @@ func (t *Topology) RoutesFunc() func() *Routes {
 // Merge is cheap when nothing changed.
 func (t *Topology) Routes() *Routes {
 	if t.routes == nil {
-		peers := make([]*Peer, 0, len(t.peers))
-		for _, p := range t.peers {
+		peers := make([]*Peer, 0, t.count)
+		for p := range t.All() {
 			peers = append(peers, p)
 		}
 		t.routes = computeRoutes(t.our, peers)
@@ -436,7 +575,7 @@ func (t *Topology) Routes() *Routes {
 // since their address is the remote's ephemeral source port.
 func (t *Topology) KnownAddrs() map[identity.PeerName][]string {
 	out := make(map[identity.PeerName][]string)
-	for _, p := range t.peers {
+	for p := range t.All() {
 		for _, c := range p.Conns {
 			if c.Outbound && c.RemoteAddr != "" && c.Remote != t.our {
 				out[c.Remote] = append(out[c.Remote], c.RemoteAddr)
