@@ -141,6 +141,9 @@ func FormatSummary(w io.Writer, st Status) error {
 	if d := st.DNS; d != nil {
 		rows = append(rows, [2]string{"DNS", fmt.Sprintf("%s at %s, %d entries", d.Domain, d.Address, len(d.Entries))})
 	}
+	if p := st.Plugin; p != nil {
+		rows = append(rows, [2]string{"Plugin", fmt.Sprintf("%s at %s, %d networks, %d endpoints", p.Name, p.Socket, p.Networks, p.Endpoints)})
+	}
 	if ip := st.IPAM; ip != nil {
 		rows = append(rows,
 			[2]string{"Range", ip.Range},

@@ -197,3 +197,23 @@ func TestFormatSummaryEncryption(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatSummaryPlugin: the Docker plugin's line, only while it serves.
+func TestFormatSummaryPlugin(t *testing.T) {
+	st := sampleStatus(t)
+	var b strings.Builder
+	if err := FormatSummary(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "Plugin") {
+		t.Errorf("summary shows a plugin that is not serving:\n%s", b.String())
+	}
+	st.Plugin = &Plugin{Name: "weave", Socket: "/run/docker/plugins/weave.sock", Networks: 2, Endpoints: 3}
+	b.Reset()
+	if err := FormatSummary(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	if want := "         Plugin: weave at /run/docker/plugins/weave.sock, 2 networks, 3 endpoints\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, b.String())
+	}
+}

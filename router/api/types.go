@@ -108,6 +108,17 @@ type Status struct {
 	IPAM *IPAM `json:"ipam,omitempty"`
 	// DNS is weaveDNS's state; nil when it is off (--no-dns).
 	DNS *DNS `json:"dns,omitempty"`
+	// Plugin is the Docker network and IPAM plugin; nil when it is not
+	// serving (no Docker, or its name taken).
+	Plugin *Plugin `json:"plugin,omitempty"`
+}
+
+// Plugin is the Docker network and IPAM plugin as `weave status` shows it.
+type Plugin struct {
+	Name      string `json:"name"`   // the driver name (--plugin-name)
+	Socket    string `json:"socket"` // where the Engine finds it
+	Networks  int    `json:"networks"`
+	Endpoints int    `json:"endpoints"`
 }
 
 // IPAM is the address allocator as `weave status ipam` shows it.

@@ -3,18 +3,20 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"github.com/weavelab/weave/dns/table"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
+	"github.com/weavelab/weave/dns/table"
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/router"
 	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/router/docker"
 	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay"
+	"github.com/weavelab/weave/router/plugin"
 )
 
 // The daemon's parts as the API needs them. The real ones are *mesh.Router,
@@ -69,6 +71,8 @@ type node struct {
 	// attached with --without-dns.
 	dns   dnsPart
 	noDNS idSet
+	// plugin is the Docker plugin once it serves (for status).
+	plugin atomic.Pointer[plugin.Server]
 	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
 	// leaves it out.
 	bridgeMAC func() string
@@ -189,6 +193,9 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	out := buildStatus(n.info, n.mesh.Status(), st)
 	out.IPAM = n.ipamStatus()
 	out.DNS = n.dnsStatus()
+	if p := n.plugin.Load(); p != nil {
+		out.Plugin = &api.Plugin{Name: p.Name(), Socket: p.SocketPath(), Networks: len(p.Networks()), Endpoints: len(p.Endpoints())}
+	}
 	return out, nil
 }
 

@@ -64,9 +64,11 @@ func startPlugin(ctx context.Context, cfg Config, n *node, rt *router.Router, en
 		log.Warn("docker plugin: not started", "err", err)
 		return nil
 	}
+	n.plugin.Store(srv)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer n.plugin.Store(nil)
 		if err := srv.Serve(ctx); err != nil {
 			log.Warn("docker plugin stopped", "err", err)
 		}

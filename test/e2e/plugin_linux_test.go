@@ -131,6 +131,15 @@ func TestPluginDockerNetwork(t *testing.T) {
 	if got := h2.allocated(t); got != base2+1 {
 		t.Errorf("h2 IPAM holds %d addresses after docker run, want %d", got, base2+1)
 	}
+	// weave status shows the plugin: h1 has the default network and net1,
+	// one endpoint (db).
+	if st, err := h1.Status(); err != nil || st.Plugin == nil || st.Plugin.Name != h1.plugin ||
+		st.Plugin.Networks != 2 || st.Plugin.Endpoints != 1 {
+		t.Errorf("h1 status plugin = %+v (%v), want %s with 2 networks and 1 endpoint", st.Plugin, err, h1.plugin)
+	}
+	if r := h1.Weave("status"); !strings.Contains(r.Stdout, "Plugin: "+h1.plugin+" at ") {
+		t.Errorf("weave status on h1 has no plugin line: %s", r)
+	}
 	pid := h1.d.MustDocker("inspect", "--format", "{{.State.Pid}}", "db")
 	if out := h1.Run(context.Background(), "nsenter", "--net=/proc/"+pid+"/ns/net", "ip", "-o", "link", "show", "ethwe0"); !strings.Contains(out.Stdout, "mtu 1376") {
 		t.Errorf("db's ethwe0: %s, want mtu 1376", out)
