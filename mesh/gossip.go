@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"cmp"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -202,26 +203,16 @@ func (g *topoGossip) after(d time.Duration, f func()) clock.Timer {
 }
 
 func (g *topoGossip) link(name identity.PeerName) *gossipLink {
-	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmp.Compare(l.name, n) })
 	if !ok {
 		return nil
 	}
 	return g.links[i]
 }
 
-func cmpNames(a, b identity.PeerName) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // setLink adds our connection c (a new neighbour) or updates it.
 func (g *topoGossip) setLink(c topology.Conn) {
-	i, ok := slices.BinarySearchFunc(g.links, c.Remote, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	i, ok := slices.BinarySearchFunc(g.links, c.Remote, func(l *gossipLink, n identity.PeerName) int { return cmp.Compare(l.name, n) })
 	if ok {
 		if g.links[i].conn != c {
 			g.links[i].conn = c
@@ -247,7 +238,7 @@ func (g *topoGossip) setLink(c topology.Conn) {
 
 // dropLink forgets the neighbour name (its connection is gone).
 func (g *topoGossip) dropLink(name identity.PeerName) {
-	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmpNames(l.name, n) })
+	i, ok := slices.BinarySearchFunc(g.links, name, func(l *gossipLink, n identity.PeerName) int { return cmp.Compare(l.name, n) })
 	if !ok {
 		return
 	}
@@ -581,7 +572,7 @@ func reuse(names []identity.PeerName) []identity.PeerName {
 	return names[:0]
 }
 
-func cmpStamps(a, b topology.NamedStamp) int { return cmpNames(a.Name, b.Name) }
+func cmpStamps(a, b topology.NamedStamp) int { return cmp.Compare(a.Name, b.Name) }
 
 // gc drops the peers no longer reachable from us, and what we kept about
 // them.

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -330,7 +331,7 @@ func decodeSummaryBody(b []byte) ([]NamedStamp, error) {
 		return nil, fmt.Errorf("decode summary: %w", err)
 	}
 	if seen != nil {
-		slices.SortFunc(s, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
+		slices.SortFunc(s, func(a, b NamedStamp) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	return s, nil
 }

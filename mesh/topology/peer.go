@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -159,17 +160,7 @@ func ValidateUpdate(update []Peer) error {
 
 // sortConns puts conns in canonical order (by Remote).
 func sortConns(conns []Conn) {
-	slices.SortFunc(conns, func(a, b Conn) int { return cmpName(a.Remote, b.Remote) })
-}
-
-func cmpName(a, b identity.PeerName) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	slices.SortFunc(conns, func(a, b Conn) int { return cmp.Compare(a.Remote, b.Remote) })
 }
 
 // ErrSignature is wrapped (together with ErrInvalid) by Merge's error when
@@ -182,7 +173,7 @@ var ErrSignature = errors.New("entry not signed by its peer")
 // update encoding without key and signature, connections in canonical order.
 func (p *Peer) SignedBytes() []byte {
 	q := *p
-	if !slices.IsSortedFunc(q.Conns, func(a, b Conn) int { return cmpName(a.Remote, b.Remote) }) {
+	if !slices.IsSortedFunc(q.Conns, func(a, b Conn) int { return cmp.Compare(a.Remote, b.Remote) }) {
 		q.Conns = slices.Clone(q.Conns)
 		sortConns(q.Conns)
 	}

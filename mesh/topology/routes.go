@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"slices"
 	"sync/atomic"
 
@@ -39,7 +40,7 @@ func NewRoutes(our identity.PeerName, peers []Peer) *Routes {
 
 func computeRoutes(our identity.PeerName, peers []*Peer) *Routes {
 	r := &Routes{our: our, index: make(map[identity.PeerName]int32, len(peers))}
-	slices.SortFunc(peers, func(a, b *Peer) int { return cmpName(a.Name, b.Name) })
+	slices.SortFunc(peers, func(a, b *Peer) int { return cmp.Compare(a.Name, b.Name) })
 	peers = slices.CompactFunc(peers, func(a, b *Peer) bool { return a.Name == b.Name })
 	n := len(peers)
 	r.names = make([]identity.PeerName, n)

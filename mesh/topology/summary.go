@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/weavelab/weave/mesh/identity"
@@ -33,7 +34,7 @@ func (s Summary) Sorted() []NamedStamp {
 	for n, st := range s {
 		out = append(out, NamedStamp{Name: n, Stamp: st})
 	}
-	slices.SortFunc(out, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b NamedStamp) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -80,7 +81,7 @@ func (t *Topology) NewerThan(s Summary) []Peer {
 			out = append(out, p.Clone())
 		}
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -114,7 +115,7 @@ func (t *Topology) StampsOf(buckets uint64) []NamedStamp {
 			out = append(out, NamedStamp{Name: p.Name, Stamp: stampOf(p)})
 		}
 	}
-	slices.SortFunc(out, func(a, b NamedStamp) int { return cmpName(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b NamedStamp) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"fmt"
 	"iter"
 	"slices"
@@ -386,7 +387,7 @@ func (t *Topology) MergeEntries(update []Peer) (changed []*Peer, err error) {
 	}
 	if len(changed) > 0 {
 		t.invalidate()
-		slices.SortFunc(changed, func(a, b *Peer) int { return cmpName(a.Name, b.Name) })
+		slices.SortFunc(changed, func(a, b *Peer) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	return changed, nil
 }
@@ -428,7 +429,7 @@ func (t *Topology) Peers() []Peer {
 	for p := range t.All() {
 		out = append(out, p.Clone())
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return cmpName(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
