@@ -45,7 +45,7 @@ func bindRouterFlags(fs *pflag.FlagSet, f *routerFlags) {
 	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "weaveDNS domain")
 	fs.StringVar(&c.DNSListenAddress, "dns-listen-address", c.DNSListenAddress, "weaveDNS listen address, IP:port; containers are pointed at it (port 53 only), so the default is a link-local address on the bridge that only this host's containers reach")
 	fs.StringArrayVar(&c.DNSUpstream, "dns-upstream", nil, "resolver (IP[:port]) for names outside the domain; repeat for several (default: those of /etc/resolv.conf)")
-	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for stretching the password with Argon2id, the same on every peer of the network (or set $WEAVE_NETWORK_SALT); a salt of your own defends against precomputed password tables (default: a fixed salt)")
+	fs.StringVar(&c.NetworkSalt, "network-salt", "", "salt for stretching the password with Argon2id, the same on every peer of the network (or set $WEAVE_NETWORK_SALT); handshakes reveal nothing to guess the password from offline whatever the salt, and a salt of your own keeps a key leaked from a router's memory from being matched against tables precomputed for the default (default: a fixed salt)")
 	fs.StringVar(&c.Cipher, "cipher", c.Cipher, "data-plane cipher with a password: auto (AES-256-GCM when this CPU and the peer's have AES hardware, else ChaCha20-Poly1305), aes-gcm or nacl (ChaCha20-Poly1305); peers with no cipher in common are refused")
 	fs.DurationVar(&c.KeyExchangeInterval, "key-exchange-interval", c.KeyExchangeInterval, "how often an encrypted connection runs a fresh ephemeral key exchange (at least 1s)")
 	fs.StringVar(&f.pw.File, "password-file", "", "file holding the network password (or set $WEAVE_PASSWORD)")

@@ -20,8 +20,10 @@ import (
 // and the host firewall.
 const routerHelp = "Encryption: give every peer the same password in $WEAVE_PASSWORD or a file (--password-file);\n" +
 	"never only in argv. The password is stretched with Argon2id under a salt: set the same\n" +
-	"--network-salt (or $WEAVE_NETWORK_SALT) on every peer of a network, e.g. a random string, so that\n" +
-	"an attacker cannot reuse tables precomputed for the default salt. Without a password traffic is\n" +
+	"--network-salt (or $WEAVE_NETWORK_SALT) on every peer of a network, e.g. a random string. Handshakes\n" +
+	"give an attacker nothing to test password guesses against offline (CPace), whatever the salt; a salt\n" +
+	"of your own only keeps a key leaked from a router's memory from being matched against tables\n" +
+	"precomputed for the default salt. Without a password traffic is\n" +
 	"plain and `weave status` says \"Encryption: disabled\".\n\n" +
 	"Host firewall: at start the router adds accept rules to FORWARD for frames bridged within the\n" +
 	"bridge `weave` and for replies of established flows into it (nothing else leaves the bridge\n" +
