@@ -64,18 +64,28 @@ func ParseCipherPolicy(s string) (CipherPolicy, error) {
 	return "", fmt.Errorf("unknown cipher %q: want auto, aes-gcm or nacl", s)
 }
 
-// HardwareAES reports whether this CPU runs AES-GCM in constant time with
-// hardware instructions (AES and carry-less multiply), the condition under
-// which CipherAuto prefers it.
-func HardwareAES() bool {
-	switch runtime.GOARCH {
-	case "amd64", "386":
-		return cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ
+// HardwareAES reports whether Go's AES-GCM runs in constant time with
+// hardware instructions (AES and carry-less multiply) on this CPU and this
+// build, the condition under which CipherAuto prefers it.
+func HardwareAES() bool { return !purego && hardwareAESOn(runtime.GOARCH) }
+
+// hardwareAESOn is HardwareAES for the architecture arch. It asks what the
+// standard library asks before it takes its assembly AES-GCM (crypto/tls's
+// hasAESGCMHardwareSupport, crypto/internal/fips140/aes/gcm): having the
+// instructions is not enough where Go has no assembly for them. On 386,
+// for one, Go's AES is the table implementation whatever the CPU, and on
+// amd64 the assembly also needs SSSE3 and SSE4.1.
+func hardwareAESOn(arch string) bool {
+	switch arch {
+	case "amd64":
+		x := cpu.X86
+		return x.HasAES && x.HasPCLMULQDQ && x.HasSSE41 && x.HasSSSE3
 	case "arm64":
 		return cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
 	case "s390x":
-		return cpu.S390X.HasAES && cpu.S390X.HasAESGCM
+		return cpu.S390X.HasAES && cpu.S390X.HasAESCTR && cpu.S390X.HasGHASH
 	case "ppc64le", "ppc64":
+		// Go's minimum there is POWER8, which has the instructions.
 		return cpu.PPC64.IsPOWER8
 	}
 	return false

@@ -1,11 +1,21 @@
 package handshake
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
+	"math/big"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestNegotiateSuite(t *testing.T) {
@@ -152,5 +162,107 @@ func TestCipherDowngradeIsCaught(t *testing.T) {
 		}
 		mitmC.Close()
 		mitmS.Close()
+	}
+}
+
+// TestCipherSuiteFollowsHardware runs real handshakes between two auto
+// routers on CPUs with and without AES hardware (hardwareAES replaced):
+// AES-256-GCM only when both ends have it, ChaCha20-Poly1305 when neither
+// or only one does, whichever end that is.
+func TestCipherSuiteFollowsHardware(t *testing.T) {
+	t.Cleanup(func() { hardwareAES = HardwareAES })
+	for _, tc := range []struct {
+		name string
+		hw   func(call int32) bool // the answer to the call-th hardwareAES()
+		want Suite
+	}{
+		{"both", func(int32) bool { return true }, SuiteAESGCM},
+		{"neither", func(int32) bool { return false }, SuiteChaCha},
+		{"first-only", func(call int32) bool { return call == 0 }, SuiteChaCha},
+		{"second-only", func(call int32) bool { return call == 1 }, SuiteChaCha},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			hardwareAES = func() bool { return tc.hw(calls.Add(1) - 1) }
+			c, s := mustPair(t, "pipe", testConfig(1, pskSecret()), testConfig(2, pskSecret()))
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("hardwareAES asked %d times, want once per end", n)
+			}
+			if c.Result().Suite != tc.want || s.Result().Suite != tc.want {
+				t.Errorf("suites %v / %v, want %v", c.Result().Suite, s.Result().Suite, tc.want)
+			}
+		})
+	}
+}
+
+// TestHardwareAESAgreesWithGo: HardwareAES says yes exactly when Go's own
+// AES-GCM is the assembly one, as crypto/tls decides it (a TLS 1.3
+// handshake between two default configs settles on AES-GCM only then). On
+// amd64 it checks again with each instruction set the assembly needs
+// turned off (GODEBUG cpu.X=off, in a child process): having AES-NI and
+// PCLMULQDQ is not enough without SSSE3 and SSE4.1. And on 386, where Go
+// has no assembly AES, it says no whatever the CPU.
+func TestHardwareAESAgreesWithGo(t *testing.T) {
+	// crypto/tls looks only at the CPU; a purego build has no assembly AES
+	// whatever the CPU, so there HardwareAES must say no.
+	if got, want := HardwareAES(), tlsPrefersAESGCM(t) && !purego; got != want {
+		t.Fatalf("HardwareAES() = %v, but crypto/tls prefers AES-GCM: %v (GODEBUG=%q)", got, want, os.Getenv("GODEBUG"))
+	}
+	if hardwareAESOn("386") || hardwareAESOn("riscv64") {
+		t.Error("hardware AES on an architecture where Go's AES is the table implementation")
+	}
+	if os.Getenv("WEAVE_HWAES_CHILD") != "" {
+		if HardwareAES() {
+			t.Errorf("HardwareAES() with GODEBUG=%q", os.Getenv("GODEBUG"))
+		}
+		return
+	}
+	if runtime.GOARCH != "amd64" || !HardwareAES() {
+		return
+	}
+	for _, feature := range []string{"aes", "pclmulqdq", "sse41", "ssse3"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHardwareAESAgreesWithGo$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "WEAVE_HWAES_CHILD=1", "GODEBUG=cpu."+feature+"=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("without %s: %v\n%s", feature, err, out)
+		}
+	}
+}
+
+// tlsPrefersAESGCM runs a TLS 1.3 handshake in memory between a default
+// client and server and reports whether they settled on AES-GCM: crypto/tls
+// puts ChaCha20-Poly1305 first unless Go's AES-GCM is hardware-backed.
+func tlsPrefersAESGCM(t *testing.T) bool {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cEnd, sEnd := net.Pipe()
+	defer cEnd.Close()
+	defer sEnd.Close()
+	server := tls.Server(sEnd, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}})
+	client := tls.Client(cEnd, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	errc := make(chan error, 1)
+	go func() { errc <- server.HandshakeContext(t.Context()) }()
+	if err := client.HandshakeContext(t.Context()); err != nil {
+		t.Fatalf("tls client: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("tls server: %v", err)
+	}
+	switch cs := client.ConnectionState().CipherSuite; cs {
+	case tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384:
+		return true
+	case tls.TLS_CHACHA20_POLY1305_SHA256:
+		return false
+	default:
+		t.Fatalf("TLS 1.3 settled on %s", tls.CipherSuiteName(cs))
+		return false
 	}
 }

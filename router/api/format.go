@@ -111,6 +111,11 @@ func FormatSummary(w io.Writer, st Status) error {
 		}
 		enc += fmt.Sprintf("; data cipher %s (%s)", st.Cipher, hw)
 	}
+	if st.Encryption {
+		if used := cipherBreakdown(st.Connections); used != "" {
+			enc += "; in use: " + used
+		}
+	}
 	disc := "disabled"
 	if st.Discovery {
 		disc = "enabled"
@@ -156,6 +161,23 @@ func FormatSummary(w io.Writer, st Status) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// cipherBreakdown returns how many established connections use each data
+// cipher suite, "2 aes-256-gcm, 1 chacha20-poly1305", or "" for none (a
+// connection's own suite is in `weave status connections`).
+func cipherBreakdown(conns []Connection) string {
+	counts := map[string]int{}
+	for _, c := range conns {
+		if c.State == StateEstablished && c.Cipher != "" {
+			counts[c.Cipher]++
+		}
+	}
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // connBreakdown returns " (2 established, 1 failed)" or "".

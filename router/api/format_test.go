@@ -198,6 +198,51 @@ func TestFormatSummaryEncryption(t *testing.T) {
 	}
 }
 
+// TestFormatCiphers: `weave status connections` names each connection's
+// suite, and the summary counts the suites of the established ones beside
+// the policy.
+func TestFormatCiphers(t *testing.T) {
+	st := sampleStatus(t)
+	st.Cipher, st.HardwareAES = "auto", true
+	st.Connections[0].Cipher = "chacha20-poly1305"
+	b := *st.Connections[0].Peer
+	b.Name = mustName(t, "0a:00:00:00:00:04")
+	st.Connections = append(st.Connections,
+		Connection{Peer: &b, Addr: "192.168.1.4:6783", State: StateEstablished, Cipher: "aes-256-gcm"},
+		Connection{Peer: &b, Addr: "192.168.1.5:6783", State: StateEstablished, Cipher: "aes-256-gcm"},
+		Connection{Addr: "192.168.1.6:6783", Outbound: true, State: StateFailed,
+			Reason: "handshake: peer x: no data cipher in common: we accept aes-256-gcm, the peer chacha20-poly1305"})
+	var sum strings.Builder
+	if err := FormatSummary(&sum, st); err != nil {
+		t.Fatal(err)
+	}
+	const wantSum = "Encryption: enabled; data cipher auto (AES hardware: prefers aes-256-gcm); in use: 2 aes-256-gcm, 1 chacha20-poly1305\n"
+	if !strings.Contains(sum.String(), wantSum) {
+		t.Errorf("summary:\n%s\nwant line %q", sum.String(), wantSum)
+	}
+	var conns strings.Builder
+	if err := FormatConnections(&conns, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"0a:00:00:00:00:02(host2)  chacha20-poly1305; in 10 frames",
+		"0a:00:00:00:00:04(host2)  aes-256-gcm\n",
+		"no data cipher in common: we accept aes-256-gcm, the peer chacha20-poly1305\n",
+	} {
+		if !strings.Contains(conns.String(), want) {
+			t.Errorf("connections:\n%s\nlack %q", conns.String(), want)
+		}
+	}
+	st.Encryption = false
+	sum.Reset()
+	if err := FormatSummary(&sum, st); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sum.String(), "in use") {
+		t.Errorf("suites counted without encryption:\n%s", sum.String())
+	}
+}
+
 // TestFormatSummaryPlugin: the Docker plugin's line, only while it serves.
 func TestFormatSummaryPlugin(t *testing.T) {
 	st := sampleStatus(t)

@@ -400,3 +400,17 @@ func RunPaths(runDir string) Paths {
 		Proxy:  filepath.Join(runDir, "docker.sock"),
 	}
 }
+
+// cipherWarning is what launch warns about the --cipher policy (checked
+// already), given whether the network has a password and this CPU has the
+// AES hardware that Go's AES-GCM needs; "" when nothing is amiss.
+func cipherWarning(policy string, encrypted, hardwareAES bool) string {
+	cipher, _ := handshake.ParseCipherPolicy(policy)
+	switch {
+	case !encrypted && cipher != handshake.CipherAuto:
+		return "--cipher " + policy + " is ignored: no password, so traffic is not encrypted"
+	case encrypted && cipher == handshake.CipherAESGCM && !hardwareAES:
+		return "--cipher aes-gcm on a CPU without AES hardware: Go's software AES is slow and its timing depends on the key; --cipher auto would choose ChaCha20-Poly1305 here"
+	}
+	return ""
+}

@@ -125,3 +125,24 @@ func TestDefaultConfigEnv(t *testing.T) {
 		t.Errorf("defaults = %+v", c)
 	}
 }
+
+func TestCipherWarning(t *testing.T) {
+	for _, tc := range []struct {
+		policy        string
+		encrypted, hw bool
+		want          string // substring; "" for no warning
+	}{
+		{"auto", false, true, ""},
+		{"auto", true, false, ""},
+		{"nacl", true, false, ""},
+		{"aes-gcm", true, true, ""},
+		{"aes-gcm", true, false, "without AES hardware"},
+		{"aes-gcm", false, true, "ignored: no password"},
+		{"nacl", false, false, "--cipher nacl is ignored"},
+	} {
+		got := cipherWarning(tc.policy, tc.encrypted, tc.hw)
+		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+			t.Errorf("cipherWarning(%q, encrypted %v, hardware AES %v) = %q, want %q", tc.policy, tc.encrypted, tc.hw, got, tc.want)
+		}
+	}
+}

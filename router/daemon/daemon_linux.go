@@ -103,10 +103,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		psk, salt = handshake.DeriveKey(cfg.Password, []byte(cfg.NetworkSalt)), api.SaltNetwork
 	case cfg.Password != nil:
 		psk, salt = handshake.DeriveKey(cfg.Password, nil), api.SaltDefault
+		// Handshakes reveal nothing to test guesses against (CPace), so
+		// the salt only matters if a router's derived key leaks.
 		log.Warn("encryption: the password is stretched with the default salt; a per-network salt (--network-salt or $" +
-			EnvNetworkSalt + ", the same on every peer) defends against precomputed password tables")
+			EnvNetworkSalt + ", the same on every peer) keeps a key leaked from a router's memory from being matched against password tables precomputed for the default")
 	case cfg.NetworkSalt != "":
 		log.Warn("--network-salt is ignored: no password, so traffic is not encrypted")
+	}
+	if w := cipherWarning(cfg.Cipher, psk != nil, handshake.HardwareAES()); w != "" {
+		log.Warn(w)
 	}
 	// The containers' MTU follows the underlay (1376 on a 1500 underlay)
 	// unless --mtu sets it.

@@ -66,6 +66,14 @@ func testEncrypted(t *testing.T, suite string, flags ...string) {
 		if got := connCiphers(t, h); len(got) != 1 || got[0] != suite {
 			t.Errorf("%s: connection ciphers %q, want [%s]", h.HostName, got, suite)
 		}
+		// The text forms: the summary counts the suites in use, the
+		// connection's line names its suite.
+		if out := h.MustWeave("status"); !strings.Contains(out, "in use: 1 "+suite+"\n") {
+			t.Errorf("%s: weave status does not show the suite %s:\n%s", h.HostName, suite, out)
+		}
+		if out := h.MustWeave("status", "connections"); !strings.Contains(out, "established") || !strings.Contains(out, suite) {
+			t.Errorf("%s: weave status connections does not show the suite %s:\n%s", h.HostName, suite, out)
+		}
 	}
 	trafficBothWays(t, c1, c2, "10.2.1.1", "10.2.1.2")
 	noOversizeDrops(t, h1, h2)
@@ -344,5 +352,11 @@ func TestCipherNegotiation(t *testing.T) {
 				t.Errorf("%s connected to %v (%v) with no cipher in common", h.HostName, got, err)
 			}
 		}
+		// The dialler's failed attempt says why in its status too.
+		harness.WaitFor(t, convergeTimeout, func() (bool, string) {
+			r := h2.WeaveQuiet("status", "connections")
+			return strings.Contains(r.Stdout, "failed") && strings.Contains(r.Stdout, why),
+				fmt.Sprintf("h2's weave status connections does not say %q: %s", why, r)
+		})
 	})
 }

@@ -1,0 +1,6 @@
+//go:build !purego
+
+package handshake
+
+// purego: see purego.go.
+const purego = false
