@@ -24,7 +24,7 @@ test: root deps lint ## vet, gofmt, unit, fuzz seeds and end-to-end tests
 e2e: root deps ## only the end-to-end tests
 	$(GO) test -count=1 -timeout 15m -parallel 4 -v ./test/...
 
-bench: root deps ## data path vs kernel VXLAN, attach latency, weaveDNS vs dnsmasq, proxy vs plain docker run (BENCHFLAGS=-h; -only NAME)
+bench: root deps ## data path vs kernel VXLAN (medians of 3 rounds), attach latency, weaveDNS vs dnsmasq, proxy vs plain docker run (BENCHFLAGS=-h; -only NAME)
 	$(GO) run ./test/bench $(BENCHFLAGS)
 
 fuzz: ## every Fuzz target for $(FUZZTIME)

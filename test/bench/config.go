@@ -74,6 +74,7 @@ var allScenarios = []string{scenarioVXLAN, scenarioFastDP, scenarioWeave, scenar
 // config is what the flags ask for.
 type config struct {
 	duration   time.Duration // of each iperf3 run and each dns load run
+	rounds     int           // runs of each data-path scenario, in rotation; rows have the medians
 	pings      int           // echo requests per latency measurement
 	interval   time.Duration // between echo requests
 	scenarios  []string      // subset of allScenarios, in their order
@@ -102,13 +103,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"and (scenario %s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
 			"name, next to dnsmasq serving the same names on the same host;\n"+
 			"and (scenario %s) the time from docker run to the container's first packet, through\n"+
-			"weave's Docker API proxy and with plain docker run on Docker's bridge.\n\n",
+			"weave's Docker API proxy and with plain docker run on Docker's bridge.\n"+
+			"The data-path scenarios run -rounds times in rotation (each in turn, then each\n"+
+			"again, ...) so that all see the same machine conditions, and each row gives every\n"+
+			"figure's median over its rounds; %[2]s, %[3]s and %[4]s run once, after them.\n\n",
 			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS, scenarioProxy)
 		fs.PrintDefaults()
 	}
 	var cfg config
 	var only, dnsClients string
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of each iperf3 run and of each dns load run (whole seconds)")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "times each data-path scenario runs, in rotation; each row reports the medians (1: one run each)")
 	fs.IntVar(&cfg.pings, "pings", 1000, "echo requests per latency measurement")
 	fs.DurationVar(&cfg.interval, "ping-interval", 10*time.Millisecond, "interval between echo requests")
 	fs.IntVar(&cfg.vxlanMTU, "vxlan-mtu", vxlanMaxMTU, "container MTU in the vxlan scenario (1376 matches weave's default)")
@@ -134,6 +139,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.duration < time.Second {
 		return fail("-duration %v: want at least 1s", cfg.duration)
+	}
+	if cfg.rounds < 1 {
+		return fail("-rounds %d: want at least 1", cfg.rounds)
 	}
 	if cfg.pings < 1 {
 		return fail("-pings %d: want at least 1", cfg.pings)

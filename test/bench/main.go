@@ -7,19 +7,25 @@
 // --no-fastdp when weave has a fast path) and encrypted (the default cipher,
 // then each suite forced: --cipher aes-gcm, --cipher nacl). It prints one
 // row per scenario with the ratios weave/VXLAN, under the date and the
-// machine. Scenario ipam measures instead the wall time of `weave
-// attach` with an allocated address (median and p99): in turn on one host,
-// next to static-address attaches measured in the same run (and the
-// ratio), and all at once over three hosts on a LAN of their own.
+// machine. The data-path scenarios run -rounds times (default 3) in
+// rotation, each in turn and then each again, so that all see the same
+// spells of the machine's other work; each row reports every figure's
+// median over the rounds that succeeded, and the ratios of those medians
+// (the JSON report keeps each round's figures too). Scenario ipam
+// measures instead the wall time of `weave attach` with an allocated
+// address (median and p99): in turn on one host, next to static-address
+// attaches measured in the same run (and the ratio), and all at once over
+// three hosts on a LAN of their own.
 // Scenario dns measures weaveDNS (queries/s, p50 and p99 latency, for a
 // weave name and for a forwarded name, with 1 and 8 clients) next to
 // dnsmasq serving the same names from a hosts file on the same host in the
 // same run, and the ratio weave/dnsmasq. Scenario proxy measures the time
 // from `docker run` to the container's first packet through weave's Docker
 // API proxy, next to plain docker run on Docker's bridge and weave run
-// (see proxy_linux.go). `make bench` runs them all.
+// (see proxy_linux.go). These three run once, after the data-path rounds.
+// `make bench` runs them all.
 //
-//	go run ./test/bench [-duration 5s] [-pings 1000] [-only vxlan,weave-fastdp,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-rounds 3] [-duration 5s] [-pings 1000] [-only vxlan,weave-fastdp,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
 //
 // It needs root and ip (iproute2), for the data path iperf3 and ping
 // (iputils), for scenario dns dnsmasq (dnsmasq-base), and for scenario

@@ -93,9 +93,9 @@ func measureEndpoints(ctx context.Context, cfg config, l *lab, ep *endpoints, re
 		gbps := r.bitsPerSecond / 1e9
 		gbit += r.bytes * 8 / 1e9
 		if streams == 1 {
-			res.Gbps1, res.Retransmits1 = gbps, r.retransmits
+			res.Gbps1, res.Retransmits1 = gbps, float64(r.retransmits)
 		} else {
-			res.Gbps4, res.Retransmits4 = gbps, r.retransmits
+			res.Gbps4, res.Retransmits4 = gbps, float64(r.retransmits)
 		}
 	}
 	if len(ep.routers) > 0 && cpuErr == nil {

@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-// result is one scenario's row. Zero figures were not measured.
+// result is one scenario's row. Zero figures were not measured. A
+// data-path row reports for each figure the median over the rounds that
+// measured it (see mergeRounds).
 type result struct {
 	Scenario string `json:"scenario"`
 	MTU      int    `json:"container_mtu,omitempty"`
@@ -26,8 +28,8 @@ type result struct {
 	Path         string  `json:"path,omitempty"`
 	Gbps1        float64 `json:"tcp_1_stream_gbps"`
 	Gbps4        float64 `json:"tcp_4_streams_gbps"`
-	Retransmits1 int     `json:"tcp_1_stream_retransmits"`
-	Retransmits4 int     `json:"tcp_4_streams_retransmits"`
+	Retransmits1 float64 `json:"tcp_1_stream_retransmits"`
+	Retransmits4 float64 `json:"tcp_4_streams_retransmits"`
 	PingP50Ms    float64 `json:"ping_p50_ms"`
 	PingAvgMs    float64 `json:"ping_avg_ms"`
 	PingP99Ms    float64 `json:"ping_p99_ms"`
@@ -42,6 +44,11 @@ type result struct {
 	// does (VXLAN, weave's fast path) is not in it.
 	RouterCPUPerGbit *float64 `json:"router_cpu_seconds_per_gbit,omitempty"`
 	VsVXLAN          *ratios  `json:"vs_vxlan,omitempty"`
+	// Rounds is how many rounds of a data-path scenario succeeded: its
+	// figures are their medians. Runs holds every round it ran, as
+	// measured, failed and skipped ones too.
+	Rounds int            `json:"rounds,omitempty"`
+	Runs   []roundFigures `json:"runs,omitempty"`
 	// Attach holds the ipam scenario's figures (the fields above are
 	// the data path's and stay zero in its row).
 	Attach *attachResult `json:"attach,omitempty"`
@@ -101,6 +108,9 @@ type report struct {
 		Pings          int     `json:"pings"`
 		PingIntervalMs float64 `json:"ping_interval_ms"`
 		UnderlayMTU    int     `json:"underlay_mtu"`
+		// Rounds is how many times each data-path scenario ran, in
+		// rotation; its row has the medians.
+		Rounds int `json:"rounds"`
 	} `json:"settings"`
 	Results []result `json:"results"`
 }
@@ -111,6 +121,7 @@ func newReport(cfg config, results []result) *report {
 	r.Settings.Pings = cfg.pings
 	r.Settings.PingIntervalMs = ms(cfg.interval)
 	r.Settings.UnderlayMTU = lanMTU
+	r.Settings.Rounds = cfg.rounds
 	var base *result
 	for i := range results {
 		if results[i].Scenario == scenarioVXLAN {
@@ -118,7 +129,8 @@ func newReport(cfg config, results []result) *report {
 		}
 	}
 	for i := range results {
-		if res := &results[i]; base != nil && res != base && res.dataPath() && res.Skipped == "" {
+		// A row skipped in some rounds only has the other rounds' medians.
+		if res := &results[i]; base != nil && res != base && res.dataPath() && (res.Skipped == "" || res.Rounds > 0) {
 			res.VsVXLAN = &ratios{
 				Gbps1:   ratio(res.Gbps1, base.Gbps1),
 				Gbps4:   ratio(res.Gbps4, base.Gbps4),
@@ -186,13 +198,22 @@ func (r *report) print(w io.Writer) {
 	}
 }
 
-// printDataPath writes the table of the data-path rows.
+// printDataPath writes the table of the data-path rows; with several
+// rounds, a column says how many succeeded (the figures are their medians).
 func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x func(float64) string) {
-	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d\n\n",
-		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU)
+	rounds := ""
+	if r.Settings.Rounds > 1 {
+		rounds = fmt.Sprintf("; figures: median of %d rounds run in rotation", r.Settings.Rounds)
+	}
+	fmt.Fprintf(w, "\ncontainer to container across two host namespaces: iperf3 TCP %ds, %d pings every %gms, underlay MTU %d%s\n\n",
+		r.Settings.IperfSeconds, r.Settings.Pings, r.Settings.PingIntervalMs, r.Settings.UnderlayMTU, rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tpath\tcipher\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping p50 ms\tp99 ms\t"+
-		"1 stream/vxlan\t4 streams/vxlan\tp50/vxlan\tp99/vxlan\trouter CPU\tCPU s/Gbit\tstatus\t")
+	header := "scenario\tpath\tcipher\tMTU\tGbit/s 1 stream\tGbit/s 4 streams\tping p50 ms\tp99 ms\t" +
+		"1 stream/vxlan\t4 streams/vxlan\tp50/vxlan\tp99/vxlan\trouter CPU\tCPU s/Gbit\tstatus\t"
+	if rounds != "" {
+		header += "rounds ok\t"
+	}
+	fmt.Fprintln(tw, header)
 	for _, res := range r.Results {
 		if !res.dataPath() {
 			continue
@@ -212,13 +233,17 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 		switch {
 		case res.Error != "":
 			status = "FAILED"
-		case res.Skipped != "":
+		case res.Skipped != "" && res.Rounds == 0:
 			status = "skipped"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", res.Scenario,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t", res.Scenario,
 			cmp.Or(res.Path, "-"), cmp.Or(res.Cipher, "-"), num(float64(res.MTU), 0), num(res.Gbps1, 2), num(res.Gbps4, 2),
 			num(res.PingP50Ms, 3), num(res.PingP99Ms, 3),
 			x(rt.Gbps1), x(rt.Gbps4), x(rt.PingP50), x(rt.PingP99), cpu, perGbit, status)
+		if rounds != "" {
+			fmt.Fprintf(tw, "%d/%d\t", res.Rounds, len(res.Runs))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	for _, res := range r.Results {

@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"time"
 )
 
 // runScenarios builds the lab (when a data-path scenario is selected),
-// runs each selected scenario in turn (set up, measure, tear down) and
-// removes the lab. A failing scenario gets its error in its row and the
-// others still run; the error returned is for the lab itself or an
-// interruption.
+// runs each selected scenario (set up, measure, tear down) and removes the
+// lab. The data-path scenarios run first, cfg.rounds times in rotation so
+// that each sees the same spells of the machine's other work, and each
+// gets one row of medians (see mergeRounds); then the others, once each. A
+// failing scenario gets its error in its row and the others still run;
+// the error returned is for the lab itself or an interruption.
 func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, error) {
 	undo := newCleanups(log)
 	defer undo.run()
@@ -51,43 +54,78 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		}
 	}
 
+	// One round is every selected data-path scenario in turn; runs[i]
+	// holds the rows of dataPath[i], one per round.
+	dataPath := slices.DeleteFunc(slices.Clone(cfg.scenarios), func(s string) bool { return !isDataPath(s) })
+	runs := make([][]result, len(dataPath))
+rounds:
+	for round := 1; round <= cfg.rounds; round++ {
+		for i, name := range dataPath {
+			if ctx.Err() != nil {
+				break rounds
+			}
+			res := runLogged(log, name, round, cfg.rounds, func(res *result) error {
+				return runScenario(ctx, cfg, l, name, wv, res)
+			})
+			runs[i] = append(runs[i], res)
+		}
+	}
 	var results []result
+	for _, rs := range runs {
+		if len(rs) > 0 {
+			results = append(results, mergeRounds(rs))
+		}
+	}
+
 	for _, name := range cfg.scenarios {
+		if isDataPath(name) {
+			continue
+		}
 		if ctx.Err() != nil {
-			return results, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+			break
 		}
-		res := result{Scenario: name}
-		log.Info("scenario start", "scenario", name)
-		start := time.Now()
-		var err error
-		switch {
-		case (name == scenarioIPAM || name == scenarioDNS || name == scenarioProxy) && wv.err != nil:
-			err = wv.err
-		case name == scenarioIPAM:
-			err = runIPAM(ctx, cfg, log, tmp, weaveBin, &res)
-		case name == scenarioDNS:
-			err = runDNS(ctx, cfg, log, tmp, weaveBin, &res)
-		case name == scenarioProxy:
-			err = runProxy(ctx, cfg, log, tmp, weaveBin, &res)
-		default:
-			err = runScenario(ctx, cfg, l, name, wv, &res)
-		}
-		var skip skipError
-		if errors.As(err, &skip) {
-			res.Skipped = skip.why
-			log.Info("scenario skipped", "scenario", name, "why", skip.why)
-		} else if err != nil {
-			res.Error = err.Error()
-			log.Error("scenario failed", "scenario", name, "err", err)
-		} else {
-			log.Info("scenario done", "scenario", name, "took", time.Since(start).Round(time.Second))
-		}
-		results = append(results, res)
+		results = append(results, runLogged(log, name, 0, 0, func(res *result) error {
+			switch {
+			case wv.err != nil:
+				return wv.err
+			case name == scenarioIPAM:
+				return runIPAM(ctx, cfg, log, tmp, weaveBin, res)
+			case name == scenarioDNS:
+				return runDNS(ctx, cfg, log, tmp, weaveBin, res)
+			case name == scenarioProxy:
+				return runProxy(ctx, cfg, log, tmp, weaveBin, res)
+			}
+			return fmt.Errorf("unknown scenario %q", name)
+		}))
 	}
 	if ctx.Err() != nil {
 		return results, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
 	return results, nil
+}
+
+// runLogged runs scenario name through run into a new row, logs its start
+// and end, and records in the row why it failed or was skipped. Round
+// (of rounds) is logged when there are several.
+func runLogged(log *slog.Logger, name string, round, rounds int, run func(*result) error) result {
+	if rounds > 1 {
+		log = log.With("round", fmt.Sprintf("%d/%d", round, rounds))
+	}
+	res := result{Scenario: name}
+	log.Info("scenario start", "scenario", name)
+	start := time.Now()
+	err := run(&res)
+	var skip skipError
+	if errors.As(err, &skip) {
+		res.Skipped = skip.why
+		log.Info("scenario skipped", "scenario", name, "why", skip.why)
+	} else if err != nil {
+		res.Error = err.Error()
+		log.Error("scenario failed", "scenario", name, "err", err)
+	} else {
+		log.Info("scenario done", "scenario", name, "took", time.Since(start).Round(time.Second))
+	}
+	return res
 }
 
 // weaveBuild is the weave binary the scenarios run, or why there is none.
