@@ -260,7 +260,7 @@ func (r *Router) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick fu
 	}
 	i := r.findLocked(c.ID)
 	if i < 0 {
-		return nil, errors.New("not attached")
+		return nil, ErrNotAttached
 	}
 	rec := r.recs[i]
 	c.Ref.IfName = rec.IfName
@@ -357,7 +357,7 @@ func (r *Router) PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]Att
 	for k, id := range ids {
 		i := r.findLocked(id)
 		if i < 0 {
-			return nil, fmt.Errorf("ps %s: not attached", containers[k])
+			return nil, fmt.Errorf("ps %s: %w", containers[k], ErrNotAttached)
 		}
 		show(r.recs[i])
 	}

@@ -22,6 +22,10 @@ const (
 // ErrClosed is returned by a Router after Close or Reset.
 var ErrClosed = errors.New("router closed")
 
+// ErrNotAttached is wrapped by the errors of PS and Detach for a container
+// that weave has not attached.
+var ErrNotAttached = errors.New("not attached")
+
 // Config configures a Router. Zero fields take the DefaultConfig values.
 type Config struct {
 	// Bridge is the Linux bridge's name.

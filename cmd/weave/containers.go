@@ -53,6 +53,10 @@ func (a *app) psCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ps [CONTAINER...]",
 		Short: "list attached containers: ID MAC IP/prefix...",
+		Long: "Lists the containers weave attached (weave run, attach, the proxy, CNI pods; weave:expose for\n" +
+			"the host's own addresses) and those on Docker networks of weave's plugin: one line per\n" +
+			"interface, so a container on both has a line for each. CONTAINER is a Docker container name\n" +
+			"or ID, netns:NAME, netns:PATH or pid:N.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var cs []api.Container
 			if err := a.call(cmd, func(ctx context.Context, c *api.Client) (err error) {

@@ -305,12 +305,23 @@ type AddrsResponse struct {
 // (weave expose).
 const ExposeID = "weave:expose"
 
-// Container is one attached container as `weave ps` shows it.
+// Container is one attached container as `weave ps` shows it: one
+// interface of it (a container attached by weave and also on a network of
+// the Docker plugin has an entry for each).
 type Container struct {
 	ID    string   `json:"id"`
 	MAC   string   `json:"mac"`
 	Addrs []string `json:"addrs"`
+	// Via says how the interface was made: empty (and absent from the
+	// JSON) when weave attached it (attach, run, the proxy, CNI),
+	// ViaPlugin for an endpoint of the Docker network plugin, on the
+	// Docker network named Network.
+	Via     string `json:"via,omitempty"`
+	Network string `json:"network,omitempty"`
 }
+
+// ViaPlugin is Container.Via of a Docker network plugin endpoint.
+const ViaPlugin = "plugin"
 
 // Error is the body of every non-2xx response.
 type Error struct {

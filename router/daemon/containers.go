@@ -319,28 +319,55 @@ func (n *node) releaseStopped(id string, pick func(netip.Prefix) bool, listed []
 	return nil
 }
 
+// PS lists the containers weave attached (all, or those named) and those
+// on the Docker plugin's networks (see pluginPS), in the order of the
+// arguments when there are some. A container named is an error unless it
+// is in one or the other.
 func (n *node) PS(ctx context.Context, containers []string) ([]api.Container, error) {
 	refs := make([]netdev.ContainerRef, 0, len(containers))
+	ids := make([]string, 0, len(containers))
 	for _, c := range containers {
-		ref, _, err := n.resolve(ctx, c)
+		ref, id, err := n.resolve(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("ps %s: %w", c, err)
 		}
-		refs = append(refs, ref)
+		refs, ids = append(refs, ref), append(ids, id)
 	}
-	as, err := n.net.PSRefs(ctx, refs...)
-	if err != nil {
-		return nil, err
+	entry := func(a router.Attachment) api.Container {
+		return api.Container{ID: a.ID, MAC: a.MAC, Addrs: prefixStrings(a.Addrs)}
 	}
-	out := make([]api.Container, 0, len(as)+1)
-	if len(containers) == 0 && n.bridgeMAC != nil {
-		// Like Weave, ps shows the host's own addresses on the network.
-		if exposed, err := n.net.Exposed(); err == nil && len(exposed) > 0 {
-			out = append(out, api.Container{ID: ExposeID, MAC: n.bridgeMAC(), Addrs: prefixStrings(exposed)})
+	plugged := n.pluginPS(ctx)
+	if len(containers) == 0 {
+		as, err := n.net.PSRefs(ctx)
+		if err != nil {
+			return nil, err
 		}
+		out := make([]api.Container, 0, len(as)+len(plugged)+1)
+		if n.bridgeMAC != nil {
+			// Like Weave, ps shows the host's own addresses on the network.
+			if exposed, err := n.net.Exposed(); err == nil && len(exposed) > 0 {
+				out = append(out, api.Container{ID: ExposeID, MAC: n.bridgeMAC(), Addrs: prefixStrings(exposed)})
+			}
+		}
+		for _, a := range as {
+			out = append(out, entry(a))
+		}
+		return append(out, plugged...), nil
 	}
-	for _, a := range as {
-		out = append(out, api.Container{ID: a.ID, MAC: a.MAC, Addrs: prefixStrings(a.Addrs)})
+	var out []api.Container
+	for i, ref := range refs {
+		mine := slices.DeleteFunc(slices.Clone(plugged), func(c api.Container) bool { return c.ID != ids[i] })
+		as, err := n.net.PSRefs(ctx, ref)
+		if errors.Is(err, router.ErrNotAttached) && len(mine) > 0 {
+			err = nil // only on plugin networks
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			out = append(out, entry(a))
+		}
+		out = append(out, mine...)
 	}
 	return out, nil
 }

@@ -301,6 +301,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// The Docker network plugin, whenever there is a Docker client.
 	if eng, ok := n.docker.(*docker.Engine); ok {
+		n.pluginNets = eng
 		startPlugin(ctx, cfg, n, rt, eng, &dockerWG, log)
 	}
 	if err := n.restoreTargets(cfg.Peers); err != nil {

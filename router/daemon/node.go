@@ -71,8 +71,11 @@ type node struct {
 	// attached with --without-dns.
 	dns   dnsPart
 	noDNS idSet
-	// plugin is the Docker plugin once it serves (for status).
-	plugin atomic.Pointer[plugin.Server]
+	// plugin is the Docker plugin once it serves (for status and ps);
+	// pluginNets says which containers its endpoints belong to (nil: ps
+	// leaves them out). pluginNets is set before the API serves.
+	plugin     atomic.Pointer[plugin.Server]
+	pluginNets pluginNetworks
 	// bridgeMAC returns the bridge's MAC for ps's weave:expose line; nil
 	// leaves it out.
 	bridgeMAC func() string

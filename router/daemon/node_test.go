@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -90,6 +91,11 @@ func (n *fakeNet) DetachRef(ctx context.Context, ref netdev.ContainerRef, pick f
 }
 
 func (n *fakeNet) PSRefs(ctx context.Context, refs ...netdev.ContainerRef) ([]router.Attachment, error) {
+	for _, r := range refs {
+		if _, ok := n.attached[r.String()]; !ok {
+			return nil, fmt.Errorf("ps %s: %w", r, router.ErrNotAttached)
+		}
+	}
 	var out []router.Attachment
 	for _, id := range slices.Sorted(func(yield func(string) bool) {
 		for k := range n.attached {

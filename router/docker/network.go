@@ -29,6 +29,32 @@ func (e *Engine) NetworkContainer(ctx context.Context, networkID, endpointID str
 	return "", "", fmt.Errorf("network %s, endpoint %s: %w", ShortID(networkID), ShortID(endpointID), ErrNoContainer)
 }
 
+// NetworkEndpoints is the Engine's record of one network: its name and
+// the container each joined endpoint belongs to.
+type NetworkEndpoints struct {
+	Name       string
+	Containers map[string]string // endpoint ID -> full container ID
+}
+
+// NetworkEndpoints returns the Engine's record of network networkID (an
+// error wrapping ErrNotFound when it has no such network). Endpoints
+// whose container the Engine has not recorded yet are missing.
+func (e *Engine) NetworkEndpoints(ctx context.Context, networkID string) (NetworkEndpoints, error) {
+	nw, err := e.cli.NetworkInspect(ctx, networkID, network.InspectOptions{})
+	if err != nil {
+		return NetworkEndpoints{}, e.wrap(ctx, "inspect network "+ShortID(networkID), err)
+	}
+	out := NetworkEndpoints{Name: nw.Name, Containers: make(map[string]string, len(nw.Containers))}
+	for cid, ep := range nw.Containers {
+		// "ep-..." keys are the Engine's endpoints of no container
+		// (load balancers of swarm services).
+		if ep.EndpointID != "" && !strings.HasPrefix(cid, "ep-") {
+			out.Containers[ep.EndpointID] = cid
+		}
+	}
+	return out, nil
+}
+
 // EnsureNetwork creates the local network name with driver as its network
 // and IPAM driver, unless a network of that name exists already (whatever
 // its driver: created is false and the caller may check).

@@ -233,23 +233,49 @@ func (s *Server) join(body []byte) (any, error) {
 	if svc := s.cfg.ServiceAddr; svc.IsValid() {
 		resp.StaticRoutes = []staticRoute{{Destination: netip.PrefixFrom(svc, 32).String(), RouteType: routeConnected}}
 	}
-	if s.cfg.Observer != nil && s.ctx.Err() == nil {
-		ctx, cancel := context.WithCancel(s.ctx)
-		j := &join{cancel: cancel, done: make(chan struct{})}
-		if old := s.joins[ep.EndpointID]; old != nil {
-			old.cancel()
-		}
-		s.joins[ep.EndpointID] = j
-		s.wg.Add(1)
-		joined := *ep
-		go func() {
-			defer s.wg.Done()
-			defer close(j.done)
-			s.cfg.Observer.Joined(ctx, joined)
-		}()
-	}
+	s.observeJoinLocked(ep)
 	s.log.Info("endpoint joined", "endpoint", short(ep.EndpointID), "sandbox", req.SandboxKey, "addr", ep.Addr)
 	return resp, nil
+}
+
+// observeJoinLocked runs Observer.Joined for ep on a goroutine of the
+// Server's, ending the one that runs for it already. s.mu must be held.
+func (s *Server) observeJoinLocked(ep *Endpoint) {
+	if s.cfg.Observer == nil || s.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	j := &join{cancel: cancel, done: make(chan struct{})}
+	if old := s.joins[ep.EndpointID]; old != nil {
+		old.cancel()
+	}
+	s.joins[ep.EndpointID] = j
+	s.wg.Add(1)
+	joined := *ep
+	go func() {
+		defer s.wg.Done()
+		defer close(j.done)
+		s.cfg.Observer.Joined(ctx, joined)
+	}()
+}
+
+// rejoin tells the Observer again of the endpoints that the state file
+// says are joined: a restarted router registers their names anew (the
+// Engine does not repeat its Join), and learns which containers they are,
+// so that Leave removes the names of the right one.
+func (s *Server) rejoin() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ep := range s.endpoints {
+		if ep.Sandbox != "" && s.joins[ep.EndpointID] == nil {
+			s.observeJoinLocked(ep)
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Info("endpoints joined before the restart restored", "endpoints", n)
+	}
 }
 
 // stopJoin ends endpoint id's Observer.Joined and waits for it.

@@ -90,7 +90,9 @@ type Links interface {
 type Observer interface {
 	// Joined runs on a goroutine of the Server's after the Engine was
 	// answered a Join, while the Engine moves the interface into
-	// ep.Sandbox. ctx ends when the endpoint leaves or the Server stops.
+	// ep.Sandbox; and, when Serve starts, for each endpoint that the
+	// state file says is joined (the container may have gone meanwhile).
+	// ctx ends when the endpoint leaves or the Server stops.
 	Joined(ctx context.Context, ep Endpoint)
 	// Left is called when an endpoint leaves its container, before the
 	// Engine is answered; it must not block for long.
@@ -245,6 +247,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.ln) }()
 	s.log.Info("docker plugin listening", "socket", s.SocketPath())
+	s.rejoin()
 	var err error
 	select {
 	case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/weavelab/weave/router/plugin"
 	"github.com/weavelab/weave/router/plugin/plugintest"
@@ -24,12 +25,17 @@ type observer struct {
 	mu     sync.Mutex
 	joined []plugin.Endpoint
 	left   []plugin.Endpoint
+	// notify, if set, gets each joined endpoint too.
+	notify chan plugin.Endpoint
 }
 
 func (o *observer) Joined(ctx context.Context, ep plugin.Endpoint) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.joined = append(o.joined, ep)
+	o.mu.Unlock()
+	if o.notify != nil {
+		o.notify <- ep
+	}
 }
 
 func (o *observer) Left(ep plugin.Endpoint) {
@@ -322,6 +328,40 @@ func TestStateSurvivesRestart(t *testing.T) {
 	r2.must("NetworkDriver.Join", m{"NetworkID": "net1", "EndpointID": "ep1", "SandboxKey": "/x"})
 	r2.must("NetworkDriver.Leave", m{"NetworkID": "net1", "EndpointID": "ep1"})
 	r2.must("NetworkDriver.DeleteEndpoint", m{"NetworkID": "net1", "EndpointID": "ep1"})
+}
+
+// TestRestartRejoins: a restarted Server tells the Observer again of the
+// endpoints that were joined when it stopped (the Engine does not join
+// them again), so that their DNS names come back; not of the others.
+func TestRestartRejoins(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "plugin.json")
+	r := newRig(t, state)
+	poolID := r.createNetwork("net1", "10.40.1.0/24")
+	for _, id := range []string{"ep1", "ep2"} {
+		addr := r.must("IpamDriver.RequestAddress", m{"PoolID": poolID})["Address"].(string)
+		r.must("NetworkDriver.CreateEndpoint", m{"NetworkID": "net1", "EndpointID": id, "Interface": m{"Address": addr}})
+	}
+	r.must("NetworkDriver.Join", m{"NetworkID": "net1", "EndpointID": "ep1", "SandboxKey": "/x"})
+
+	r2 := &rig{t: t, ipam: r.ipam, links: r.links, obs: &observer{notify: make(chan plugin.Endpoint, 4)}, cfg: r.cfg}
+	r2.cfg.Dir = t.TempDir()
+	r2.cfg.Observer = r2.obs
+	r2.start()
+	select {
+	case ep := <-r2.obs.notify:
+		if ep.EndpointID != "ep1" || ep.Sandbox != "/x" {
+			t.Errorf("rejoined %+v, want ep1 in /x", ep)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restarted server did not tell the observer of ep1")
+	}
+	r2.must("NetworkDriver.Leave", m{"NetworkID": "net1", "EndpointID": "ep1"})
+	r2.srv.Close() // waits for the observer's goroutines
+	r2.obs.mu.Lock()
+	defer r2.obs.mu.Unlock()
+	if len(r2.obs.joined) != 1 || len(r2.obs.left) != 1 || r2.obs.left[0].EndpointID != "ep1" {
+		t.Errorf("observer after restart: joined %+v, left %+v; want ep1 once each", r2.obs.joined, r2.obs.left)
+	}
 }
 
 func TestListenRefusesALiveSocket(t *testing.T) {

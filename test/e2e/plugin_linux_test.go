@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,42 @@ func (h *pluginHost) probe(t *testing.T, container, target string) string {
 		t.Fatalf("%s: %s cannot reach %s: %s", h.HostName, container, target, last)
 	}
 	return strings.TrimSpace(last.Stdout)
+}
+
+// psLines is the lines of `weave ps [CONTAINER...]` on the host that
+// show the Docker container id (by its short ID), failing the test when
+// ps fails.
+func (h *pluginHost) psLines(t *testing.T, id string, containers ...string) []psEntry {
+	t.Helper()
+	ps, err := weavePS(h.Host, containers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []psEntry
+	for _, e := range ps {
+		if e.ID == id[:12] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkPS checks that `weave ps` and `weave ps NAME` on the host list the
+// plugin's container name (full ID id) on network nw with address ip,
+// and that the API's JSON says so.
+func (h *pluginHost) checkPS(t *testing.T, name, id, nw, ip string) {
+	t.Helper()
+	mac := h.d.MustDocker("inspect", "--format", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).MacAddress}}", nw), name)
+	want := fmt.Sprint([]psEntry{{ID: id[:12], MAC: mac, Addrs: []netip.Prefix{netip.MustParsePrefix(ip + "/24")}}})
+	for _, args := range [][]string{nil, {name}} {
+		if got := h.psLines(t, id, args...); fmt.Sprint(got) != want {
+			t.Errorf("%s: weave ps %v: %v for %s, want %s", h.HostName, args, got, name, want)
+		}
+	}
+	cs, err := api.NewClient(filepath.Join(h.RunDir, "weave.sock")).PS(context.Background(), []string{name})
+	if err != nil || len(cs) != 1 || cs[0].ID != id || cs[0].Via != api.ViaPlugin || cs[0].Network != nw || cs[0].MAC != mac {
+		t.Errorf("%s: API ps %s = %+v, %v; want one entry with the full ID, via %s, network %s", h.HostName, name, cs, err, api.ViaPlugin, nw)
+	}
 }
 
 // vethCount is the number of the plugin's host-side veths on the host.
@@ -140,6 +178,10 @@ func TestPluginDockerNetwork(t *testing.T) {
 	if r := h1.Weave("status"); !strings.Contains(r.Stdout, "Plugin: "+h1.plugin+" at ") {
 		t.Errorf("weave status on h1 has no plugin line: %s", r)
 	}
+	// weave ps lists the plugin's containers, by name too.
+	dbID := h1.d.MustDocker("inspect", "--format", "{{.Id}}", "db")
+	h1.checkPS(t, "db", dbID, "net1", dbIP)
+	h2.checkPS(t, "web", h2.d.MustDocker("inspect", "--format", "{{.Id}}", "web"), "net1", webIP)
 	pid := h1.d.MustDocker("inspect", "--format", "{{.State.Pid}}", "db")
 	if out := h1.Run(context.Background(), "nsenter", "--net=/proc/"+pid+"/ns/net", "ip", "-o", "link", "show", "ethwe0"); !strings.Contains(out.Stdout, "mtu 1376") {
 		t.Errorf("db's ethwe0: %s, want mtu 1376", out)
@@ -169,6 +211,12 @@ func TestPluginDockerNetwork(t *testing.T) {
 	if n := h1.vethCount(t); n != 0 {
 		t.Errorf("h1 has %d plugin veths after disconnect, want 0", n)
 	}
+	if got := h1.psLines(t, dbID); len(got) != 0 {
+		t.Errorf("weave ps after disconnect lists db: %v", got)
+	}
+	if r := h1.Weave("ps", "db"); r.OK() || !strings.Contains(r.Stderr, "not attached") {
+		t.Errorf("weave ps db after disconnect: %s, want a failure saying not attached", r)
+	}
 	// Back with the same address given as --ip (a static address in
 	// this host's part of the range: IPAM claims it).
 	h1.d.MustDocker("network", "connect", "--ip", dbIP, "net1", "db")
@@ -185,6 +233,7 @@ func TestPluginDockerNetwork(t *testing.T) {
 	if got := h2.probe(t, "web", "db.weave.local"); !strings.Contains(got, dbIP) {
 		t.Errorf("probe db.weave.local after connect answered %q", got)
 	}
+	h1.checkPS(t, "db", dbID, "net1", dbIP)
 
 	// Container death: docker rm -f releases the address and the name.
 	h1.d.MustDocker("rm", "-f", "db")
@@ -193,6 +242,9 @@ func TestPluginDockerNetwork(t *testing.T) {
 		return len(got) == 0 && h1.allocated(t) == base1 && h1.vethCount(t) == 0,
 			fmt.Sprintf("after rm -f db: h2 dns-lookup db = %v, h1 IPAM holds %d (want %d), %d veths", got, h1.allocated(t), base1, h1.vethCount(t))
 	})
+	if got := h1.psLines(t, dbID); len(got) != 0 {
+		t.Errorf("weave ps after rm -f db lists it: %v", got)
+	}
 	h2.d.MustDocker("rm", "-f", "web")
 	if got := h2.allocated(t); got != base2 {
 		t.Errorf("h2 IPAM holds %d addresses after rm -f web, want %d", got, base2)
