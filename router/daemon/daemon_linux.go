@@ -26,6 +26,7 @@ import (
 	"github.com/weavelab/weave/router/ipam"
 	"github.com/weavelab/weave/router/netdev"
 	"github.com/weavelab/weave/router/overlay"
+	"github.com/weavelab/weave/router/plugin"
 )
 
 // RunForeground runs the router until ctx ends or a client asks it to
@@ -248,11 +249,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Discovery: !cfg.NoDiscovery, Encryption: psk != nil, Salt: salt, Cipher: string(cipher), Config: cfg.reportMap(),
 	}
 	n.mesh, n.net, n.stats, n.ipam = m, rt, ov, alloc
+	// The Docker client, and the plugin with the endpoints of its state
+	// file, come before weaveDNS forgets the names of containers that went
+	// while the router was down: the plugin's joined containers keep
+	// theirs (the plugin registers them again as it starts).
+	var eng *docker.Engine
+	if !cfg.NoDocker {
+		if e, err := docker.New(log); err != nil {
+			log.Warn("docker: no client; Docker containers cannot be attached", "err", err)
+		} else {
+			eng = e
+			n.docker = e
+			defer e.Close() // after dockerWG.Wait below: its goroutines use it
+		}
+	}
+	var psrv *plugin.Server
+	if eng != nil {
+		n.pluginNets = eng
+		psrv = newPlugin(cfg, n, rt, eng, log)
+	}
 	if svc, ok := n.dns.(*weavedns.Service); ok {
 		if err := svc.Start(ctx); err != nil {
+			if psrv != nil {
+				psrv.Close()
+			}
 			return err
 		}
-		n.dnsForgetDead(ctx)
+		n.dnsForgetDead(ctx, psrv)
 	}
 	n.bridgeMAC = func() string {
 		if ifi, err := net.InterfaceByName(cfg.Bridge); err == nil {
@@ -265,19 +288,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		cancel()
 		dockerWG.Wait()
 	}()
-	if !cfg.NoDocker {
-		eng, err := docker.New(log)
-		if err != nil {
-			log.Warn("docker: no client; Docker containers cannot be attached", "err", err)
-		} else {
-			n.docker = eng
-			dockerWG.Add(1)
-			go func() {
-				defer dockerWG.Done()
-				defer eng.Close()
-				docker.Watch(ctx, eng, log, dockerEvents{ctx: ctx, n: n})
-			}()
-		}
+	if eng != nil {
+		dockerWG.Add(1)
+		go func() {
+			defer dockerWG.Done()
+			docker.Watch(ctx, eng, log, dockerEvents{ctx: ctx, n: n})
+		}()
 	}
 	dockerWG.Add(1)
 	go func() {
@@ -300,9 +316,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	// The Docker network plugin, whenever there is a Docker client.
-	if eng, ok := n.docker.(*docker.Engine); ok {
-		n.pluginNets = eng
-		startPlugin(ctx, cfg, n, rt, eng, &dockerWG, log)
+	if psrv != nil {
+		startPlugin(ctx, cfg, n, psrv, eng, &dockerWG, log)
 	}
 	if err := n.restoreTargets(cfg.Peers); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/weavelab/weave/router/api"
 	"github.com/weavelab/weave/router/docker"
 	"github.com/weavelab/weave/router/netdev"
+	"github.com/weavelab/weave/router/plugin"
 )
 
 // dnsPart is weaveDNS; *dns.Service is the real one.
@@ -310,8 +311,14 @@ func (s *idSet) has(id string) bool {
 
 // dnsForgetDead removes, at start, the names of our containers that went
 // while the router was down (the router dropped their records when it
-// started). Names added by hand and the host's stay.
-func (n *node) dnsForgetDead(ctx context.Context) {
+// started). Names added by hand and the host's stay, and so do those of
+// the containers that the plugin psrv (nil: none) has joined endpoints
+// for, which it registers again as it starts. The plugin knows an
+// endpoint by its address, not its container: a container keeps its
+// names when one of them is at a joined endpoint's address. Those that
+// went while the router was down lose their names once the plugin finds
+// that Docker no longer has them.
+func (n *node) dnsForgetDead(ctx context.Context, psrv *plugin.Server) {
 	as, err := n.net.PSRefs(ctx)
 	if err != nil {
 		return
@@ -320,7 +327,19 @@ func (n *node) dnsForgetDead(ctx context.Context) {
 	for _, a := range as {
 		live[a.ID] = true
 	}
-	for _, e := range n.dns.Entries() {
+	entries := n.dns.Entries()
+	if psrv != nil {
+		joined := map[netip.Addr]bool{}
+		for _, ep := range psrv.Joined() {
+			joined[ep.Addr.Addr()] = true
+		}
+		for _, e := range entries {
+			if e.Origin == n.dns.Self() && joined[e.Addr] {
+				live[e.Container] = true
+			}
+		}
+	}
+	for _, e := range entries {
 		if e.Origin == n.dns.Self() && !live[e.Container] {
 			n.dnsGone(e.Container)
 		}

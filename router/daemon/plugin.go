@@ -37,10 +37,12 @@ const (
 	defaultNetworkRetry = time.Second
 )
 
-// startPlugin serves the plugin on the Engine's plugin socket and, unless
-// --no-default-network, creates the default network; wg waits for both.
-// Failing to serve is a warning: the router works without the plugin.
-func startPlugin(ctx context.Context, cfg Config, n *node, rt *router.Router, eng *docker.Engine, wg *sync.WaitGroup, log *slog.Logger) *plugin.Server {
+// newPlugin makes the plugin server, which loads its state file: the
+// daemon makes it before weaveDNS forgets the names of containers that
+// went while the router was down, so that those of the plugin's joined
+// endpoints stay (see dnsForgetDead). Nil, with a warning, when it
+// cannot: the router works without the plugin.
+func newPlugin(cfg Config, n *node, rt *router.Router, eng *docker.Engine, log *slog.Logger) *plugin.Server {
 	pcfg := plugin.DefaultConfig()
 	pcfg.Name = cfg.PluginName
 	if cfg.PluginDir != "" {
@@ -51,18 +53,28 @@ func startPlugin(ctx context.Context, cfg Config, n *node, rt *router.Router, en
 	}
 	pcfg.Links = pluginLinks{rt}
 	pcfg.Observer = &pluginObserver{n: n, rt: rt, eng: eng, log: log}
+	pcfg.Engine = pluginEngine{eng}
 	if n.dns != nil {
 		pcfg.ServiceAddr = rt.ServiceAddr()
 	}
 	pcfg.StateFile = filepath.Join(cfg.StateDir, pluginStateFile)
 	pcfg.Logger = log
 	srv, err := plugin.New(pcfg)
-	if err == nil {
-		err = srv.Listen()
-	}
 	if err != nil {
 		log.Warn("docker plugin: not started", "err", err)
 		return nil
+	}
+	return srv
+}
+
+// startPlugin serves srv on the Engine's plugin socket and, unless
+// --no-default-network, creates the default network; wg waits for both.
+// Failing to listen is a warning: the router works without the plugin.
+func startPlugin(ctx context.Context, cfg Config, n *node, srv *plugin.Server, eng *docker.Engine, wg *sync.WaitGroup, log *slog.Logger) {
+	if err := srv.Listen(); err != nil {
+		log.Warn("docker plugin: not started", "err", err)
+		srv.Close()
+		return
 	}
 	n.plugin.Store(srv)
 	wg.Add(1)
@@ -80,7 +92,6 @@ func startPlugin(ctx context.Context, cfg Config, n *node, rt *router.Router, en
 			ensureDefaultNetwork(ctx, eng, cfg.PluginName, log)
 		}()
 	}
-	return srv
 }
 
 // DefaultNetwork is the Docker network the router creates at launch.
@@ -133,6 +144,25 @@ func (p pluginIPAM) Owner(ip netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// pluginEngine is the Engine's record of networks as the plugin checks
+// its restored endpoints against it.
+type pluginEngine struct{ nets pluginNetworks }
+
+var _ plugin.Engine = pluginEngine{}
+
+// NetworkEndpoints returns every endpoint the Engine has on network id;
+// its not-found answer is plugin.ErrNoNetwork.
+func (e pluginEngine) NetworkEndpoints(ctx context.Context, id string) (map[string]bool, error) {
+	nw, err := e.nets.NetworkEndpoints(ctx, id)
+	if errors.Is(err, docker.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", plugin.ErrNoNetwork, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nw.All, nil
 }
 
 // pluginLinks makes the plugin's endpoints on the router's bridge.

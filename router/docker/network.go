@@ -29,11 +29,15 @@ func (e *Engine) NetworkContainer(ctx context.Context, networkID, endpointID str
 	return "", "", fmt.Errorf("network %s, endpoint %s: %w", ShortID(networkID), ShortID(endpointID), ErrNoContainer)
 }
 
-// NetworkEndpoints is the Engine's record of one network: its name and
-// the container each joined endpoint belongs to.
+// NetworkEndpoints is the Engine's record of one network: its name, the
+// container each joined endpoint belongs to, and every endpoint it has.
 type NetworkEndpoints struct {
 	Name       string
 	Containers map[string]string // endpoint ID -> full container ID
+	// All holds the ID of every endpoint on the network, joined to a
+	// container or not (created, not yet joined: the Engine lists those
+	// under "ep-" keys).
+	All map[string]bool
 }
 
 // NetworkEndpoints returns the Engine's record of network networkID (an
@@ -44,11 +48,16 @@ func (e *Engine) NetworkEndpoints(ctx context.Context, networkID string) (Networ
 	if err != nil {
 		return NetworkEndpoints{}, e.wrap(ctx, "inspect network "+ShortID(networkID), err)
 	}
-	out := NetworkEndpoints{Name: nw.Name, Containers: make(map[string]string, len(nw.Containers))}
+	out := NetworkEndpoints{Name: nw.Name, Containers: make(map[string]string, len(nw.Containers)), All: make(map[string]bool, len(nw.Containers))}
 	for cid, ep := range nw.Containers {
-		// "ep-..." keys are the Engine's endpoints of no container
-		// (load balancers of swarm services).
-		if ep.EndpointID != "" && !strings.HasPrefix(cid, "ep-") {
+		if ep.EndpointID == "" {
+			continue
+		}
+		out.All[ep.EndpointID] = true
+		// "ep-..." keys are the Engine's endpoints of no container:
+		// created and not (yet) joined, or load balancers of swarm
+		// services.
+		if !strings.HasPrefix(cid, "ep-") {
 			out.Containers[ep.EndpointID] = cid
 		}
 	}

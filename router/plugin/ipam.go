@@ -168,6 +168,18 @@ func (s *Server) requestAddress(body []byte) (any, error) {
 	return requestAddressResponse{Address: p.String(), Data: map[string]string{}}, nil
 }
 
+// allocID returns the IPAM id that holds ip if it is one of the
+// plugin's, else "".
+func (s *Server) allocID(ip netip.Addr) string {
+	if s.cfg.IPAM == nil {
+		return ""
+	}
+	if id := s.cfg.IPAM.Owner(ip); strings.HasPrefix(id, AllocPrefix(s.cfg.Name)) {
+		return id
+	}
+	return ""
+}
+
 func (s *Server) releaseAddress(body []byte) (any, error) {
 	var req releaseAddressRequest
 	if err := decode(body, &req); err != nil {
@@ -193,7 +205,7 @@ func (s *Server) releaseAddress(body []byte) (any, error) {
 		return struct{}{}, nil
 	}
 	// Only the plugin's own addresses: the gateway's is no allocation.
-	if id := s.cfg.IPAM.Owner(ip); strings.HasPrefix(id, AllocPrefix(s.cfg.Name)) {
+	if id := s.allocID(ip); id != "" {
 		if freed := s.cfg.IPAM.Release(id, ip); len(freed) > 0 {
 			s.log.Info("address released", "addr", ip)
 		}

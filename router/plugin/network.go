@@ -146,12 +146,17 @@ func (s *Server) createEndpoint(body []byte) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create endpoint %s: %w", short(req.EndpointID), err)
 	}
-	ep := &Endpoint{NetworkID: req.NetworkID, EndpointID: req.EndpointID, Addr: addr, MAC: link.MAC, Link: link}
+	ep := &Endpoint{NetworkID: req.NetworkID, EndpointID: req.EndpointID, Addr: addr, MAC: link.MAC, Link: link, AllocID: s.allocID(addr.Addr())}
 	s.mu.Lock()
-	s.endpoints[req.EndpointID] = ep
-	err = s.saveLocked()
-	if err != nil {
-		delete(s.endpoints, req.EndpointID)
+	if _, ok := s.networks[req.NetworkID]; !ok {
+		// Dropped meanwhile (checkRestored: the Engine has no such
+		// network): the endpoint would be on none.
+		err = fmt.Errorf("create endpoint: network %s is unknown to the weave plugin %s", short(req.NetworkID), s.cfg.Name)
+	} else {
+		s.endpoints[req.EndpointID] = ep
+		if err = s.saveLocked(); err != nil {
+			delete(s.endpoints, req.EndpointID)
+		}
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -188,23 +193,34 @@ func (s *Server) deleteEndpoint(body []byte) error {
 	s.stopJoin(req.EndpointID)
 	s.mu.Lock()
 	ep, ok := s.endpoints[req.EndpointID]
-	s.mu.Unlock()
-	var addr netip.Prefix
+	var deleted Endpoint
 	if ok {
-		addr = ep.Addr
+		deleted = *ep
 	}
+	s.mu.Unlock()
 	// Unknown endpoints are deleted too: the names derive from the ID.
-	if err := s.cfg.Links.DeleteLink(req.EndpointID, addr); err != nil {
+	if err := s.cfg.Links.DeleteLink(req.EndpointID, deleted.Addr); err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", short(req.EndpointID), err)
 	}
 	if !ok {
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	cur, still := s.endpoints[req.EndpointID]
+	joined := still && cur.Sandbox != ""
 	delete(s.endpoints, req.EndpointID)
-	s.log.Info("endpoint deleted", "endpoint", short(req.EndpointID), "addr", addr)
-	return s.saveLocked()
+	err := s.saveLocked()
+	s.mu.Unlock()
+	if !still {
+		return err // dropped meanwhile (checkRestored)
+	}
+	// Still joined: the Engine's Leave was lost (made while the router
+	// was down), so the Observer hears of the leave now.
+	if joined && s.cfg.Observer != nil {
+		s.cfg.Observer.Left(deleted)
+	}
+	s.log.Info("endpoint deleted", "endpoint", short(req.EndpointID), "addr", deleted.Addr)
+	return err
 }
 
 func (s *Server) join(body []byte) (any, error) {

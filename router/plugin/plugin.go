@@ -7,9 +7,11 @@
 // same subnet on every host is one L2 network on the overlay.
 //
 // The Server keeps its networks and endpoints in a small state file, so
-// that a restarted router still answers for them. The router's parts come
-// in through small interfaces (IPAM, Links, Observer); plugintest fakes
-// them.
+// that a restarted router still answers for them, and asks the Engine
+// which of them it still has: what was removed while the router was down
+// (the Engine's calls then failed, and it does not repeat them) is
+// dropped. The router's parts come in through small interfaces (IPAM,
+// Links, Observer, Engine); plugintest fakes them.
 package plugin
 
 import (
@@ -95,8 +97,24 @@ type Observer interface {
 	// ctx ends when the endpoint leaves or the Server stops.
 	Joined(ctx context.Context, ep Endpoint)
 	// Left is called when an endpoint leaves its container, before the
-	// Engine is answered; it must not block for long.
+	// Engine is answered; also at DeleteEndpoint when the Engine's Leave
+	// was lost, and when the endpoint is dropped as gone from the Engine
+	// (checkRestored). It must not block for long.
 	Left(ep Endpoint)
+}
+
+// ErrNoNetwork is what an Engine's NetworkEndpoints wraps when the Engine
+// positively has no such network.
+var ErrNoNetwork = errors.New("no such network")
+
+// Engine is the Docker Engine's record of its networks; the daemon's wraps
+// the Engine client.
+type Engine interface {
+	// NetworkEndpoints returns the IDs of every endpoint the Engine has on
+	// network networkID, joined to a container or not; an error wrapping
+	// ErrNoNetwork when the Engine answered that it has no such network.
+	// Any other error says nothing about the network.
+	NetworkEndpoints(ctx context.Context, networkID string) (map[string]bool, error)
 }
 
 // Config configures a Server. Start from DefaultConfig.
@@ -118,12 +136,26 @@ type Config struct {
 	// StateFile keeps the networks and endpoints across restarts; empty
 	// keeps them in memory.
 	StateFile string
-	Logger    *slog.Logger
+	// Engine, if set, is asked once Serve starts which of the networks
+	// and endpoints loaded from StateFile it still has; those it
+	// positively lacks are dropped (see checkRestored). Nil keeps them.
+	Engine Engine
+	// EngineRetry is the first wait between questions to an Engine that
+	// does not answer (it doubles up to EngineRetryMax); after
+	// EngineRetryFor the Server stops asking and keeps what it could not
+	// check, with a warning.
+	EngineRetry    time.Duration
+	EngineRetryMax time.Duration
+	EngineRetryFor time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Name: DefaultName, Dir: DefaultDir}
+	return Config{
+		Name: DefaultName, Dir: DefaultDir,
+		EngineRetry: time.Second, EngineRetryMax: 30 * time.Second, EngineRetryFor: 10 * time.Minute,
+	}
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -146,6 +178,11 @@ type Endpoint struct {
 	Sandbox string `json:"sandbox,omitempty"`
 	// Link is its veth pair.
 	Link Link `json:"link"`
+	// AllocID is the IPAM id that holds Addr, if it is the plugin's: an
+	// endpoint dropped because the Engine no longer has it releases its
+	// address by it, and so never frees an address that the Engine
+	// released meanwhile and someone else got.
+	AllocID string `json:"alloc,omitempty"`
 }
 
 // Network is one weave network on this host.
@@ -164,11 +201,17 @@ type Server struct {
 	networks  map[string]*Network  // by network ID
 	endpoints map[string]*Endpoint // by endpoint ID
 	joins     map[string]*join     // running Observer.Joined, by endpoint ID
-	ctx       context.Context      // ends at Close; parent of the joins' contexts
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // the joins' goroutines
-	ln        *net.UnixListener
-	ino       uint64 // the socket file's inode, to remove only ours
+	// restoredNets and restoredEps are what load found in the state file
+	// and the Engine has not yet been asked about (checkRestored): the
+	// only records that the check may drop. Endpoints the Engine creates
+	// after the start are never among them.
+	restoredNets map[string]*Network
+	restoredEps  map[string]*Endpoint
+	ctx          context.Context // ends at Close; parent of the joins' contexts
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup // the joins' goroutines and checkRestored
+	ln           *net.UnixListener
+	ino          uint64 // the socket file's inode, to remove only ours
 }
 
 type join struct {
@@ -185,6 +228,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = d.Dir
 	}
+	if cfg.EngineRetry <= 0 {
+		cfg.EngineRetry = d.EngineRetry
+	}
+	if cfg.EngineRetryMax <= 0 {
+		cfg.EngineRetryMax = d.EngineRetryMax
+	}
+	if cfg.EngineRetryFor <= 0 {
+		cfg.EngineRetryFor = d.EngineRetryFor
+	}
 	if err := CheckName(cfg.Name); err != nil {
 		return nil, err
 	}
@@ -194,7 +246,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("plugin", cfg.Name), networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}, joins: map[string]*join{}}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("plugin", cfg.Name),
+		networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}, joins: map[string]*join{},
+		restoredNets: map[string]*Network{}, restoredEps: map[string]*Endpoint{},
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.load(); err != nil {
 		return nil, err
@@ -248,6 +304,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- srv.Serve(s.ln) }()
 	s.log.Info("docker plugin listening", "socket", s.SocketPath())
 	s.rejoin()
+	s.startCheck()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -273,7 +330,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Close stops the Observer's goroutines and waits for them. Idempotent.
+// Close stops the Observer's goroutines and the check of the restored
+// records, and waits for them. Idempotent.
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()

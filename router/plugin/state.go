@@ -32,9 +32,11 @@ func (s *Server) load() error {
 	}
 	for _, n := range st.Networks {
 		s.networks[n.ID] = n
+		s.restoredNets[n.ID] = n
 	}
 	for _, ep := range st.Endpoints {
 		s.endpoints[ep.EndpointID] = ep
+		s.restoredEps[ep.EndpointID] = ep
 	}
 	return nil
 }

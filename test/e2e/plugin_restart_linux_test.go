@@ -17,9 +17,15 @@ import (
 // and once with SIGKILL, and checks what a user expects to survive: the
 // containers keep their addresses and reach each other across hosts, by
 // address and by name; IPAM keeps their addresses; new containers join;
-// Docker's calls made while the router is down fail with an error; and
+// Docker's calls made while the router is down fail with an error; a
+// container removed (docker rm -f) while the router is down, whose Leave
+// and DeleteEndpoint the Engine could not make, is released by the
+// relaunched router: its address, names, ps line and veth go; and
 // disconnect and docker rm -f release addresses and names as before.
 func TestPluginRouterRestart(t *testing.T) {
+	// Mostly waiting for Docker's retries while a router is down, on
+	// engines of its own: it runs beside the others.
+	t.Parallel()
 	start := time.Now()
 	l := harness.New(t)
 	img := harness.DockerImage(t)
@@ -51,11 +57,37 @@ func TestPluginRouterRestart(t *testing.T) {
 
 	for _, how := range []string{"stop", "kill"} {
 		t0 := time.Now()
+		// gone is removed while the router is down.
+		gone := "gone-" + how
+		goneID := h1.d.MustDocker("run", "-d", "--net", "net1", "--name", gone, img, "sleep")
+		goneIP := h1.containerIP(t, gone, "net1")
+		harness.WaitFor(t, 20*time.Second, func() (bool, string) {
+			got := h2.lookup(gone)
+			return slices.Equal(got, []string{goneIP}), fmt.Sprintf("before %s: h2: dns-lookup %s = %v, want %s", how, gone, got, goneIP)
+		})
 		if how == "stop" {
 			h1.Stop()
 		} else {
 			h1.Kill()
 		}
+		// docker rm -f while the router is down: the Engine removes the
+		// container though it cannot make the plugin's calls (Leave,
+		// DeleteEndpoint, ReleaseAddress: about 15 s of retries each).
+		// It runs alongside docker run below, which waits for the same
+		// retries. After weave stop, the router comes back while the
+		// Engine still retries (the Engine's later calls and the
+		// router's check of its records meet); after SIGKILL, only once
+		// the Engine has given up on all three, so that the relaunched
+		// router alone releases what gone had.
+		rmDone := make(chan harness.Result, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			t1 := time.Now()
+			r := h1.d.Docker(ctx, "rm", "-f", gone)
+			r.Stderr += fmt.Sprintf(" (after %s)", time.Since(t1).Round(time.Millisecond))
+			rmDone <- r
+		}()
 		// A container started while the router is down (its socket gone
 		// after weave stop, left dead by SIGKILL): the Engine cannot
 		// reach the plugin, and says so within its own retry bound
@@ -70,9 +102,47 @@ func TestPluginRouterRestart(t *testing.T) {
 			t.Errorf("after %s: docker run with the router down: %s; want a prompt error naming the plugin %s", how, r, h1.plugin)
 		}
 		h1.d.Docker(context.Background(), "rm", "-f", "early")
+		rmGone := func() {
+			r := <-rmDone
+			t.Logf("docker rm -f %s with the router down: %s", gone, r)
+			if !r.OK() || h1.d.Docker(context.Background(), "inspect", "--format", "{{.Id}}", gone).OK() {
+				t.Fatalf("after %s: docker rm -f %s did not remove it: %s", how, gone, r)
+			}
+		}
+		if how == "kill" {
+			rmGone()
+		}
 
+		t2 := time.Now()
 		h1.Launch(launch1...)
 		waitPluginMesh(t, h1)
+
+		// The relaunched router finds gone gone from Docker and releases
+		// what the Engine could not have the plugin release.
+		harness.WaitFor(t, 20*time.Second, func() (bool, string) {
+			var bad []string
+			for _, h := range []*pluginHost{h1, h2} {
+				if got := h.lookup(gone); len(got) > 0 {
+					bad = append(bad, fmt.Sprintf("%s: dns-lookup %s = %v", h.HostName, gone, got))
+				}
+			}
+			if n := h1.allocated(t); n != base1+2 {
+				bad = append(bad, fmt.Sprintf("h1 IPAM holds %d addresses, want %d (db's and cache's)", n, base1+2))
+			}
+			if n := h1.vethCount(t); n != 2 {
+				bad = append(bad, fmt.Sprintf("h1 has %d plugin veths, want 2 (db's and cache's)", n))
+			}
+			if ps := h1.psLines(t, goneID); len(ps) > 0 {
+				bad = append(bad, fmt.Sprintf("h1: weave ps lists %s: %v", gone, ps))
+			}
+			return len(bad) == 0, fmt.Sprintf("after %s: %s removed while the router was down: %s", how, gone, strings.Join(bad, "; "))
+		})
+		t.Logf("after %s: %s released %s after the relaunch", how, gone, time.Since(t2).Round(time.Millisecond))
+		if how == "stop" {
+			rmGone()
+		} else if !strings.Contains(h1.Log(), "endpoint removed from docker while the router was down") {
+			t.Errorf("after %s: h1's log does not say that %s's endpoint was dropped", how, gone)
+		}
 
 		// db kept its address and is reached again; its name comes back
 		// from the restarted router, on both hosts.

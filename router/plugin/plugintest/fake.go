@@ -1,10 +1,12 @@
 // Package plugintest fakes the router's parts that the Docker plugin
-// server uses: an allocator over one range (IPAM) and a table of veth
-// pairs (Links), both in memory and safe for concurrent use.
+// server uses: an allocator over one range (IPAM), a table of veth pairs
+// (Links) and the Engine's record of its networks (Engine), all in memory
+// and safe for concurrent use.
 package plugintest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,8 +17,9 @@ import (
 )
 
 var (
-	_ plugin.IPAM  = (*IPAM)(nil)
-	_ plugin.Links = (*Links)(nil)
+	_ plugin.IPAM   = (*IPAM)(nil)
+	_ plugin.Links  = (*Links)(nil)
+	_ plugin.Engine = (*Engine)(nil)
 )
 
 // IPAM allocates the lowest free host address of a subnet of Range; like
@@ -117,6 +120,9 @@ func (f *IPAM) Allocated() []netip.Addr {
 type Links struct {
 	// Fail, if set, is returned by CreateLink.
 	Fail error
+	// Deleted, if set, runs at the end of DeleteLink, outside the fake's
+	// lock: a test makes the calls there that race with what follows.
+	Deleted func(id string)
 
 	mu    sync.Mutex
 	links map[string]netip.Prefix
@@ -145,8 +151,12 @@ func (l *Links) CreateLink(id string, addr netip.Prefix, mac net.HardwareAddr) (
 
 func (l *Links) DeleteLink(id string, addr netip.Prefix) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	delete(l.links, id)
+	hook := l.Deleted
+	l.mu.Unlock()
+	if hook != nil {
+		hook(id)
+	}
 	return nil
 }
 
@@ -155,4 +165,79 @@ func (l *Links) Count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.links)
+}
+
+// Has says whether endpoint id has a veth pair.
+func (l *Links) Has(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.links[id]
+	return ok
+}
+
+// ErrUnavailable is what Engine answers while it is made to fail.
+var ErrUnavailable = errors.New("cannot connect to the Docker daemon (fake)")
+
+// Engine is the Engine's record of its networks: each network's endpoint
+// IDs.
+type Engine struct {
+	// Answered, if set, runs in NetworkEndpoints after the answer is made
+	// and before it is returned, outside the fake's lock: a test makes
+	// the plugin calls there that race with the answer.
+	Answered func(networkID string)
+
+	mu    sync.Mutex
+	nets  map[string][]string
+	fails int // NetworkEndpoints calls still to fail
+	calls int
+}
+
+// NewEngine returns an Engine with no networks.
+func NewEngine() *Engine { return &Engine{nets: map[string][]string{}} }
+
+// SetNetwork records network id with endpoints.
+func (e *Engine) SetNetwork(id string, endpoints ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nets[id] = slices.Clone(endpoints)
+}
+
+// Fail makes the next n calls fail with ErrUnavailable (n < 0: all).
+func (e *Engine) Fail(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fails = n
+}
+
+// Calls returns how many NetworkEndpoints calls there were.
+func (e *Engine) Calls() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls
+}
+
+func (e *Engine) NetworkEndpoints(ctx context.Context, networkID string) (map[string]bool, error) {
+	e.mu.Lock()
+	e.calls++
+	var out map[string]bool
+	var err error
+	eps, ok := e.nets[networkID]
+	switch {
+	case e.fails != 0:
+		e.fails--
+		err = fmt.Errorf("inspect network %s: %w", networkID, ErrUnavailable)
+	case !ok:
+		err = fmt.Errorf("inspect network %s: %w", networkID, plugin.ErrNoNetwork)
+	default:
+		out = map[string]bool{}
+		for _, id := range eps {
+			out[id] = true
+		}
+	}
+	hook := e.Answered
+	e.mu.Unlock()
+	if hook != nil {
+		hook(networkID)
+	}
+	return out, err
 }
