@@ -148,9 +148,21 @@ func (a *app) resetCommand() *cobra.Command {
 		Short: "stop the router and remove everything it made: bridge, TAP, veths, firewall rules, state and run files",
 		Args:  noArgs("reset"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The Docker plugin's networks go while the plugin still
+			// answers Docker's calls: with the state gone nothing could
+			// serve them.
+			rctx, cancel := context.WithTimeout(cmd.Context(), leaveTimeout)
+			rm, err := a.client().RemoveNetworks(rctx)
+			cancel()
+			if err != nil && !isNotRunning(err) {
+				a.warn("weave reset: could not remove the Docker plugin's networks: " + err.Error())
+			}
+			for _, f := range rm.Failed {
+				a.warn("weave reset: left " + f + " (disconnect its containers, then docker network rm it)")
+			}
 			// Hand our address space to a live peer before leaving.
 			lctx, cancel := context.WithTimeout(cmd.Context(), leaveTimeout)
-			_, err := a.client().Leave(lctx)
+			_, err = a.client().Leave(lctx)
 			cancel()
 			if err != nil && !isNotRunning(err) {
 				a.warn("weave reset: could not hand this peer's address space to another peer: " + err.Error())

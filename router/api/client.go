@@ -143,6 +143,14 @@ func (c *Client) Leave(ctx context.Context) (LeaveResponse, error) {
 	return resp, err
 }
 
+// RemoveNetworks removes the Docker plugin's networks from Docker (before
+// a reset).
+func (c *Client) RemoveNetworks(ctx context.Context) (RemoveNetworksResponse, error) {
+	var resp RemoveNetworksResponse
+	err := c.do(ctx, http.MethodPost, PathRemoveNetworks, nil, &resp)
+	return resp, err
+}
+
 // Detach removes addrs (all when empty) from container.
 func (c *Client) Detach(ctx context.Context, container string, addrs []string) error {
 	return c.do(ctx, http.MethodPost, PathDetach, AttachRequest{Container: container, Addrs: addrs}, nil)

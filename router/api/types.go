@@ -21,6 +21,7 @@
 //	POST /dns/remove  DNSRequest       DNSResponse
 //	GET  /dns/lookup?name=N            AddrsResponse
 //	POST /ipam/leave                   LeaveResponse (weave reset: hand our space over)
+//	POST /plugin/remove-networks       RemoveNetworksResponse (weave reset: the plugin's Docker networks)
 //	POST /stop                         {} (the daemon then shuts down)
 //
 // The types here are the daemon's public view of its parts (mesh, data
@@ -36,22 +37,25 @@ import (
 
 // Paths of the API served on the Unix socket.
 const (
-	PathVersion   = "/version"
-	PathStatus    = "/status" // GET; /status/{peers,connections,targets} for one section
-	PathReport    = "/report"
-	PathConnect   = "/connect"
-	PathForget    = "/forget"
-	PathAttach    = "/attach"
-	PathDetach    = "/detach"
-	PathPS        = "/ps"
-	PathExpose    = "/expose"
-	PathHide      = "/hide"
-	PathStop      = "/stop"
-	PathRmPeer    = "/rmpeer"
-	PathLeave     = "/ipam/leave"
-	PathDNSAdd    = "/dns/add"
-	PathDNSRemove = "/dns/remove"
-	PathDNSLookup = "/dns/lookup"
+	PathVersion = "/version"
+	PathStatus  = "/status" // GET; /status/{peers,connections,targets} for one section
+	PathReport  = "/report"
+	PathConnect = "/connect"
+	PathForget  = "/forget"
+	PathAttach  = "/attach"
+	PathDetach  = "/detach"
+	PathPS      = "/ps"
+	PathExpose  = "/expose"
+	PathHide    = "/hide"
+	PathStop    = "/stop"
+	PathRmPeer  = "/rmpeer"
+	PathLeave   = "/ipam/leave"
+	// PathRemoveNetworks removes the Docker plugin's networks from Docker
+	// (weave reset, while the plugin still answers Docker's calls).
+	PathRemoveNetworks = "/plugin/remove-networks"
+	PathDNSAdd         = "/dns/add"
+	PathDNSRemove      = "/dns/remove"
+	PathDNSLookup      = "/dns/lookup"
 )
 
 // Status sections that `weave status SECTION` and GET /status/SECTION accept.
@@ -326,4 +330,12 @@ const ViaPlugin = "plugin"
 // Error is the body of every non-2xx response.
 type Error struct {
 	Message string `json:"error"`
+}
+
+// RemoveNetworksResponse answers POST /plugin/remove-networks: the Docker
+// networks of the plugin removed, and those Docker refused to remove (one
+// line each, saying why: containers still on them, say).
+type RemoveNetworksResponse struct {
+	Removed []string `json:"removed"`
+	Failed  []string `json:"failed,omitempty"`
 }

@@ -89,7 +89,7 @@ func startPlugin(ctx context.Context, cfg Config, n *node, srv *plugin.Server, e
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ensureDefaultNetwork(ctx, eng, cfg.PluginName, log)
+			ensureDefaultNetwork(ctx, eng, cfg.PluginName, srv.Knows, log)
 		}()
 	}
 }
@@ -99,22 +99,40 @@ const DefaultNetwork = "weave"
 
 // ensureDefaultNetwork creates the Docker network `weave` on the plugin,
 // retrying while the Engine is unreachable, until it exists or ctx ends.
-func ensureDefaultNetwork(ctx context.Context, eng *docker.Engine, driver string, log *slog.Logger) {
+// known says whether the plugin holds a record of a network ID: a default
+// network of an earlier router whose state is gone (`weave reset`, or the
+// state dir removed) is unusable, so it is made again when no container
+// is on it. Then it warns about any other network of the plugin's that the
+// plugin has no record of.
+func ensureDefaultNetwork(ctx context.Context, eng *docker.Engine, driver string, known func(networkID string) bool, log *slog.Logger) {
 	wait := defaultNetworkRetry
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		created, existing, err := eng.EnsureNetwork(cctx, DefaultNetwork, driver)
+		created, nw, err := eng.EnsureNetwork(cctx, DefaultNetwork, driver)
+		if err == nil && !created && nw.Driver == driver && !known(nw.ID) && nw.Endpoints == 0 {
+			// Docker's record of a network this plugin does not know:
+			// remove it (the plugin answers for it meanwhile) and make
+			// it again.
+			if err := eng.RemoveNetwork(cctx, nw.ID); err != nil {
+				cancel()
+				log.Warn("docker plugin: the default network is one this router has no record of (weave reset, or the state dir removed) and removing it failed; `docker network rm "+DefaultNetwork+"` and relaunch", "err", err)
+				return
+			}
+			created, nw, err = eng.EnsureNetwork(cctx, DefaultNetwork, driver)
+			if err == nil && created {
+				log.Info("docker plugin: made the default network again: the router's record of it was gone (weave reset, or the state dir removed)", "network", DefaultNetwork)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil && created:
 			log.Info("docker plugin: created the default network", "network", DefaultNetwork, "driver", driver)
-			return
-		case err == nil && existing != driver:
-			log.Warn("docker plugin: a network named "+DefaultNetwork+" exists with another driver; not creating the default network", "driver", existing)
-			return
+		case err == nil && nw.Driver != driver:
+			log.Warn("docker plugin: a network named "+DefaultNetwork+" exists with another driver; not creating the default network", "driver", nw.Driver)
+		case err == nil && !known(nw.ID):
+			log.Warn("docker plugin: the default network has containers but this router has no record of it (weave reset, or the state dir removed); disconnect them, then `docker network rm "+DefaultNetwork+"` and relaunch", "network", DefaultNetwork, "endpoints", nw.Endpoints)
 		case err == nil:
 			log.Info("docker plugin: the default network exists", "network", DefaultNetwork)
-			return
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, docker.ErrUnavailable):
@@ -122,12 +140,34 @@ func ensureDefaultNetwork(ctx context.Context, eng *docker.Engine, driver string
 		default:
 			log.Warn("docker plugin: cannot create the default network; retrying", "err", err)
 		}
+		if err == nil {
+			warnUnknownNetworks(ctx, eng, driver, known, log)
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Minute)
+	}
+}
+
+// warnUnknownNetworks warns about each Docker network of the plugin's
+// driver that the plugin holds no record of: Docker's calls for it fail
+// until it is made again.
+func warnUnknownNetworks(ctx context.Context, eng *docker.Engine, driver string, known func(string) bool, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	nws, err := eng.NetworksOf(ctx, driver)
+	if err != nil {
+		log.Debug("docker plugin: cannot list the plugin's networks", "err", err)
+		return
+	}
+	for _, nw := range nws {
+		if !known(nw.ID) {
+			log.Warn("docker plugin: a network of this plugin that the router has no record of (weave reset, or the state dir removed); containers cannot join it until it is removed and created again", "network", nw.Name, "endpoints", nw.Endpoints)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 // of a network belongs to; *docker.Engine implements it.
 type pluginNetworks interface {
 	NetworkEndpoints(ctx context.Context, networkID string) (docker.NetworkEndpoints, error)
+	// RemoveNetwork removes a network (weave reset).
+	RemoveNetwork(ctx context.Context, id string) error
 }
 
 var _ pluginNetworks = (*docker.Engine)(nil)
@@ -71,4 +74,31 @@ func (n *node) pluginPS(ctx context.Context) []api.Container {
 		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Network, b.Network))
 	})
 	return out
+}
+
+// RemoveNetworks removes the plugin's networks from Docker while the
+// plugin still answers Docker's calls (`weave reset` asks before it stops
+// the router: with the router's state gone, nothing could serve them, and
+// once the plugin is down Docker's removal waits on it). A network Docker
+// refuses to remove (containers still on it) is reported, not an error.
+func (n *node) RemoveNetworks(ctx context.Context) (api.RemoveNetworksResponse, error) {
+	resp := api.RemoveNetworksResponse{Removed: []string{}}
+	srv := n.plugin.Load()
+	if srv == nil || n.pluginNets == nil {
+		return resp, nil
+	}
+	for _, nw := range srv.Networks() {
+		name := docker.ShortID(nw.ID)
+		if info, err := n.pluginNets.NetworkEndpoints(ctx, nw.ID); err == nil && info.Name != "" {
+			name = info.Name
+		}
+		switch err := n.pluginNets.RemoveNetwork(ctx, nw.ID); {
+		case err == nil, errors.Is(err, docker.ErrNotFound):
+			resp.Removed = append(resp.Removed, name)
+			n.log.Info("docker plugin: removed network (weave reset)", "network", name)
+		default:
+			resp.Failed = append(resp.Failed, fmt.Sprintf("docker network %s: %v", name, err))
+		}
+	}
+	return resp, nil
 }

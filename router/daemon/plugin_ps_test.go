@@ -38,6 +38,63 @@ func (f *fakeNets) NetworkEndpoints(ctx context.Context, networkID string) (dock
 	return nw, nil
 }
 
+// RemoveNetwork removes a network without containers, as the Engine does.
+func (f *fakeNets) RemoveNetwork(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("remove network: %w", docker.ErrUnavailable)
+	}
+	nw, ok := f.nets[id]
+	if !ok {
+		return fmt.Errorf("remove network: %w", docker.ErrNotFound)
+	}
+	if len(nw.Containers) > 0 {
+		return fmt.Errorf("error while removing network: network %s id %s has active endpoints", nw.Name, id)
+	}
+	delete(f.nets, id)
+	return nil
+}
+
+// TestRemoveNetworks: weave reset's request removes the plugin's networks
+// from Docker, and reports one that still has containers instead of
+// failing.
+func TestRemoveNetworks(t *testing.T) {
+	n, _, _ := newIPAMNode(t)
+	ctx := context.Background()
+	if resp, err := n.RemoveNetworks(ctx); err != nil || len(resp.Removed)+len(resp.Failed) != 0 {
+		t.Fatalf("without a plugin: %+v, %v; want nothing", resp, err)
+	}
+	cfg := plugin.DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.IPAM, cfg.Links = plugintest.NewIPAM(netip.MustParsePrefix("10.32.0.0/12")), plugintest.NewLinks()
+	srv, err := plugin.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	for i, id := range []string{"emptyid", "busyid"} {
+		pluginCall(t, srv, "NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id,
+			"IPv4Data": []map[string]any{{"AddressSpace": plugin.LocalAddressSpace, "Pool": fmt.Sprintf("10.32.%d.0/24", 5+i)}}})
+	}
+	nets := &fakeNets{nets: map[string]docker.NetworkEndpoints{
+		"emptyid": {Name: "weave", Containers: map[string]string{}},
+		"busyid":  {Name: "busy", Containers: map[string]string{"ep-1": webID}},
+	}}
+	n.plugin.Store(srv)
+	n.pluginNets = nets
+	resp, err := n.RemoveNetworks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(resp.Removed) != "[weave]" || len(resp.Failed) != 1 || !strings.Contains(resp.Failed[0], "busy") || !strings.Contains(resp.Failed[0], "active endpoints") {
+		t.Errorf("RemoveNetworks = %+v; want weave removed and busy reported", resp)
+	}
+	if _, ok := nets.nets["emptyid"]; ok {
+		t.Error("the empty network is still in Docker")
+	}
+}
+
 // pluginCall makes the Engine's call method on srv and fails on an error.
 func pluginCall(t *testing.T, srv *plugin.Server, method string, req any) {
 	t.Helper()

@@ -33,6 +33,8 @@ type Control interface {
 	Hide(ctx context.Context, addrs []string) error
 	RmPeer(ctx context.Context, peers []string) ([]api.RmPeerResult, error)
 	Leave(ctx context.Context) (api.LeaveResponse, error)
+	// RemoveNetworks removes the Docker plugin's networks from Docker.
+	RemoveNetworks(ctx context.Context) (api.RemoveNetworksResponse, error)
 	DNSAdd(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error)
 	DNSRemove(ctx context.Context, req api.DNSRequest) ([]api.DNSEntry, error)
 	DNSLookup(ctx context.Context, name string) ([]string, error)
@@ -69,6 +71,10 @@ func NewHandler(ctl Control, version string, stop func(), log *slog.Logger) http
 	})
 	mux.HandleFunc("POST "+api.PathLeave, func(w http.ResponseWriter, r *http.Request) {
 		resp, err := h.ctl.Leave(r.Context())
+		h.done(w, r, resp, err)
+	})
+	mux.HandleFunc("POST "+api.PathRemoveNetworks, func(w http.ResponseWriter, r *http.Request) {
+		resp, err := h.ctl.RemoveNetworks(r.Context())
 		h.done(w, r, resp, err)
 	})
 	mux.HandleFunc("POST "+api.PathStop, func(w http.ResponseWriter, r *http.Request) {

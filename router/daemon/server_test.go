@@ -87,6 +87,10 @@ func (f *fakeControl) RmPeer(ctx context.Context, peers []string) ([]api.RmPeerR
 	return nil, f.record("rmpeer %v", peers)
 }
 
+func (f *fakeControl) RemoveNetworks(ctx context.Context) (api.RemoveNetworksResponse, error) {
+	return api.RemoveNetworksResponse{Removed: []string{}}, nil
+}
+
 func (f *fakeControl) Leave(ctx context.Context) (api.LeaveResponse, error) {
 	return api.LeaveResponse{}, f.record("leave")
 }

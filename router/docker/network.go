@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 )
 
@@ -64,20 +65,58 @@ func (e *Engine) NetworkEndpoints(ctx context.Context, networkID string) (Networ
 	return out, nil
 }
 
+// NetworkInfo is the Engine's summary of one network.
+type NetworkInfo struct {
+	ID, Name, Driver string
+	// Endpoints counts the network's endpoints (containers joined, and
+	// endpoints created and not yet joined).
+	Endpoints int
+}
+
 // EnsureNetwork creates the local network name with driver as its network
-// and IPAM driver, unless a network of that name exists already (whatever
-// its driver: created is false and the caller may check).
-func (e *Engine) EnsureNetwork(ctx context.Context, name, driver string) (created bool, existingDriver string, err error) {
-	nw, err := e.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+// and IPAM driver, unless a network of that name exists already, whatever
+// its driver: then created is false and nw describes it, for the caller to
+// check.
+func (e *Engine) EnsureNetwork(ctx context.Context, name, driver string) (created bool, nw NetworkInfo, err error) {
+	got, err := e.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err == nil {
-		return false, nw.Driver, nil
+		return false, NetworkInfo{ID: got.ID, Name: got.Name, Driver: got.Driver, Endpoints: len(got.Containers)}, nil
 	}
 	if werr := e.wrap(ctx, "inspect network "+name, err); !errors.Is(werr, ErrNotFound) {
-		return false, "", werr
+		return false, NetworkInfo{}, werr
 	}
-	_, err = e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: driver, IPAM: &network.IPAM{Driver: driver}})
+	resp, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: driver, IPAM: &network.IPAM{Driver: driver}})
 	if err != nil {
-		return false, "", e.wrap(ctx, "create network "+name, err)
+		return false, NetworkInfo{}, e.wrap(ctx, "create network "+name, err)
 	}
-	return true, driver, nil
+	return true, NetworkInfo{ID: resp.ID, Name: name, Driver: driver}, nil
+}
+
+// NetworksOf lists the networks whose driver is driver.
+func (e *Engine) NetworksOf(ctx context.Context, driver string) ([]NetworkInfo, error) {
+	list, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", driver))})
+	if err != nil {
+		return nil, e.wrap(ctx, "list networks", err)
+	}
+	out := make([]NetworkInfo, 0, len(list))
+	for _, nw := range list {
+		if nw.Driver != driver { // the filter matches by prefix
+			continue
+		}
+		// The list leaves Containers empty: inspect each for its count.
+		n := NetworkInfo{ID: nw.ID, Name: nw.Name, Driver: nw.Driver}
+		if got, err := e.cli.NetworkInspect(ctx, nw.ID, network.InspectOptions{}); err == nil {
+			n.Endpoints = len(got.Containers)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// RemoveNetwork removes network id (name or ID).
+func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
+	if err := e.cli.NetworkRemove(ctx, id); err != nil {
+		return e.wrap(ctx, "remove network "+id, err)
+	}
+	return nil
 }

@@ -338,6 +338,14 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Knows reports whether the plugin holds a record of network networkID.
+func (s *Server) Knows(networkID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.networks[networkID]
+	return ok
+}
+
 // Endpoints returns the endpoints on this host, for status.
 func (s *Server) Endpoints() []Endpoint {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -276,5 +277,30 @@ func TestPluginDockerNetwork(t *testing.T) {
 	if r := h2.d.Docker(context.Background(), "network", "inspect", "weave"); r.OK() {
 		t.Errorf("h2 was launched with --no-default-network but has a network weave")
 	}
+
+	// weave reset removes the plugin's networks from Docker (nothing could
+	// serve them with the state gone); a launch makes the default again.
+	defaultID := h1.d.MustDocker("network", "inspect", "--format", "{{.ID}}", "weave")
+	h1.MustWeave("reset")
+	if r := h1.d.Docker(context.Background(), "network", "inspect", "weave"); r.OK() {
+		t.Errorf("the default network is still in Docker after weave reset")
+	}
+	h1.Launch("--plugin-name", h1.plugin)
+	harness.WaitFor(t, 20*time.Second, func() (bool, string) {
+		r := h1.d.Docker(context.Background(), "network", "inspect", "--format", "{{.ID}}", "weave")
+		return r.OK() && strings.TrimSpace(r.Stdout) != defaultID, "no new default network after reset and launch: " + r.String()
+	})
+	// The router's record lost (state dir emptied by hand) while Docker
+	// keeps the default network: the launch makes it again, usable.
+	h1.Stop()
+	if err := os.Remove(filepath.Join(h1.StateDir, "docker-plugin.json")); err != nil {
+		t.Fatal(err)
+	}
+	h1.Launch("--plugin-name", h1.plugin)
+	harness.WaitFor(t, 20*time.Second, func() (bool, string) {
+		return strings.Contains(h1.Log(), "made the default network again"), "the relaunched router did not make the default network again"
+	})
+	h1.d.MustDocker("run", "-d", "--name", "again", "--net", "weave", img, "sleep")
+	h1.d.MustDocker("rm", "-f", "again")
 	t.Logf("scenario took %s", time.Since(start).Round(time.Millisecond))
 }
