@@ -65,14 +65,7 @@ func TestRemoveNetworks(t *testing.T) {
 	if resp, err := n.RemoveNetworks(ctx); err != nil || len(resp.Removed)+len(resp.Failed) != 0 {
 		t.Fatalf("without a plugin: %+v, %v; want nothing", resp, err)
 	}
-	cfg := plugin.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.IPAM, cfg.Links = plugintest.NewIPAM(netip.MustParsePrefix("10.32.0.0/12")), plugintest.NewLinks()
-	srv, err := plugin.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := newTestPlugin(t)
 	for i, id := range []string{"emptyid", "busyid"} {
 		pluginCall(t, srv, "NetworkDriver.CreateNetwork", map[string]any{"NetworkID": id,
 			"IPv4Data": []map[string]any{{"AddressSpace": plugin.LocalAddressSpace, "Pool": fmt.Sprintf("10.32.%d.0/24", 5+i)}}})
@@ -93,6 +86,20 @@ func TestRemoveNetworks(t *testing.T) {
 	if _, ok := nets.nets["emptyid"]; ok {
 		t.Error("the empty network is still in Docker")
 	}
+}
+
+// newTestPlugin is a plugin server over fake IPAM and links, not serving.
+func newTestPlugin(t *testing.T) *plugin.Server {
+	t.Helper()
+	cfg := plugin.DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.IPAM, cfg.Links = plugintest.NewIPAM(netip.MustParsePrefix("10.32.0.0/12")), plugintest.NewLinks()
+	srv, err := plugin.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // pluginCall makes the Engine's call method on srv and fails on an error.
@@ -122,14 +129,7 @@ func TestPSListsPluginEndpoints(t *testing.T) {
 	fake.Put(docker.Container{ID: webID, Name: "web", PID: 4343, Running: true})
 	fake.Put(docker.Container{ID: strings.Repeat("c", 64), Name: "other", PID: 4444, Running: true})
 
-	cfg := plugin.DefaultConfig()
-	cfg.Dir = t.TempDir()
-	cfg.IPAM, cfg.Links = plugintest.NewIPAM(netip.MustParsePrefix("10.32.0.0/12")), plugintest.NewLinks()
-	srv, err := plugin.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := newTestPlugin(t)
 	pluginCall(t, srv, "NetworkDriver.CreateNetwork", map[string]any{"NetworkID": "net1id",
 		"IPv4Data": []map[string]any{{"AddressSpace": plugin.LocalAddressSpace, "Pool": "10.32.5.0/24"}}})
 	endpoint := func(id, addr string, join bool) {

@@ -71,19 +71,35 @@ type upstream struct {
 	done     chan struct{}  // closed when both serve loops have returned
 }
 
+// listenUDPAndTCP listens on addr with UDP and TCP on one port. With port 0
+// the kernel picks a free UDP port, whose number TCP may have in use
+// already: then it tries another, a few times.
+func listenUDPAndTCP(addr string) (net.PacketConn, net.Listener, error) {
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		l, err := net.Listen("tcp", ap.String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if !errors.Is(err, syscall.EADDRINUSE) || !strings.HasSuffix(addr, ":0") || try == 20 {
+			return nil, nil, err
+		}
+	}
+}
+
 // startUpstream listens on addr (port 0: a free one, the same for UDP and
 // TCP) and serves until close.
 func startUpstream(addr string) (*upstream, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, l, err := listenUDPAndTCP(addr)
 	if err != nil {
 		return nil, err
 	}
 	ap := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	l, err := net.Listen("tcp", netip.AddrPortFrom(ap.Addr(), ap.Port()).String())
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	h := dns.HandlerFunc(answerUpstream)
 	u := &upstream{
 		udp:  &dns.Server{PacketConn: pc, Handler: h},

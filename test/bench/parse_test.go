@@ -105,8 +105,8 @@ func TestCipherScenarios(t *testing.T) {
 		t.Error("the plain weave scenario has a password")
 	}
 	rep := newReport(cfg, []result{
-		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12},
-		{Scenario: scenarioNaCl, Cipher: "chacha20-poly1305", Gbps1: 2, Gbps4: 3},
+		{Scenario: scenarioVXLAN, figures: figures{Gbps1: 10, Gbps4: 12}},
+		{Scenario: scenarioNaCl, figures: figures{Cipher: "chacha20-poly1305", Gbps1: 2, Gbps4: 3}},
 	})
 	var out strings.Builder
 	rep.print(&out)
@@ -123,8 +123,8 @@ func TestReportRatios(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := newReport(cfg, []result{
-		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12, PingP50Ms: 0.1, PingAvgMs: 0.1, PingP99Ms: 0.2},
-		{Scenario: scenarioWeave, Gbps1: 5, Gbps4: 0, PingP50Ms: 0.3, PingAvgMs: 0.3, PingP99Ms: 0.8, Error: "4 stream(s): boom"},
+		{Scenario: scenarioVXLAN, figures: figures{Gbps1: 10, Gbps4: 12, PingP50Ms: 0.1, PingAvgMs: 0.1, PingP99Ms: 0.2}},
+		{Scenario: scenarioWeave, figures: figures{Gbps1: 5, Gbps4: 0, PingP50Ms: 0.3, PingAvgMs: 0.3, PingP99Ms: 0.8}, Error: "4 stream(s): boom"},
 	})
 	if rep.Results[0].VsVXLAN != nil {
 		t.Error("the VXLAN row has ratios to itself")
@@ -207,12 +207,12 @@ func TestReportCPUAndSkip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := result{Scenario: scenarioWeave, Gbps1: 2, Gbps4: 3}
+	plain := result{Scenario: scenarioWeave, figures: figures{Gbps1: 2, Gbps4: 3}}
 	plain.setRouterCPU(3, 10*time.Second, 25) // 30% of a core, 0.12 s/Gbit
-	fast := result{Scenario: scenarioEncrypted, Gbps1: 9, Gbps4: 9}
+	fast := result{Scenario: scenarioEncrypted, figures: figures{Gbps1: 9, Gbps4: 9}}
 	fast.setRouterCPU(0, 10*time.Second, 90)
 	rep := newReport(cfg, []result{
-		{Scenario: scenarioVXLAN, Gbps1: 10, Gbps4: 12},
+		{Scenario: scenarioVXLAN, figures: figures{Gbps1: 10, Gbps4: 12}},
 		{Scenario: scenarioFastDP, Skipped: "no fast path"},
 		plain, fast,
 	})

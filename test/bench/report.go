@@ -14,12 +14,10 @@ import (
 	"time"
 )
 
-// result is one scenario's row. Zero figures were not measured. A
-// data-path row reports for each figure the median over the rounds that
-// measured it (see mergeRounds).
-type result struct {
-	Scenario string `json:"scenario"`
-	MTU      int    `json:"container_mtu,omitempty"`
+// figures are a data-path scenario's measurements (one round's, or the
+// medians of a row). Zero figures were not measured.
+type figures struct {
+	MTU int `json:"container_mtu,omitempty"`
 	// Cipher is the data-plane cipher suite weave's connection reported
 	// (empty without a password).
 	Cipher string `json:"cipher,omitempty"`
@@ -43,7 +41,15 @@ type result struct {
 	// moved: the routers' cores busy per Gbit/s carried. Work the kernel
 	// does (VXLAN, weave's fast path) is not in it.
 	RouterCPUPerGbit *float64 `json:"router_cpu_seconds_per_gbit,omitempty"`
-	VsVXLAN          *ratios  `json:"vs_vxlan,omitempty"`
+}
+
+// result is one scenario's row. Zero figures were not measured. A
+// data-path row reports for each figure the median over the rounds that
+// measured it (see mergeRounds).
+type result struct {
+	Scenario string `json:"scenario"`
+	figures
+	VsVXLAN *ratios `json:"vs_vxlan,omitempty"`
 	// Rounds is how many rounds of a data-path scenario succeeded: its
 	// figures are their medians. Runs holds every round it ran, as
 	// measured, failed and skipped ones too.

@@ -10,33 +10,14 @@ import (
 // in the JSON report next to the medians its row shows. Zero figures were
 // not measured.
 type roundFigures struct {
-	Round            int      `json:"round"` // 1, 2, ...
-	MTU              int      `json:"container_mtu,omitempty"`
-	Cipher           string   `json:"cipher,omitempty"`
-	Path             string   `json:"path,omitempty"`
-	Gbps1            float64  `json:"tcp_1_stream_gbps"`
-	Gbps4            float64  `json:"tcp_4_streams_gbps"`
-	Retransmits1     float64  `json:"tcp_1_stream_retransmits"`
-	Retransmits4     float64  `json:"tcp_4_streams_retransmits"`
-	PingP50Ms        float64  `json:"ping_p50_ms"`
-	PingAvgMs        float64  `json:"ping_avg_ms"`
-	PingP99Ms        float64  `json:"ping_p99_ms"`
-	PingMaxMs        float64  `json:"ping_max_ms"`
-	PingLossPct      float64  `json:"ping_loss_percent"`
-	RouterCPUPct     *float64 `json:"router_cpu_percent,omitempty"`
-	RouterCPUPerGbit *float64 `json:"router_cpu_seconds_per_gbit,omitempty"`
-	Error            string   `json:"error,omitempty"`
-	Skipped          string   `json:"skipped,omitempty"`
+	Round int `json:"round"` // 1, 2, ...
+	figures
+	Error   string `json:"error,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
 }
 
 func roundOf(round int, r *result) roundFigures {
-	return roundFigures{
-		Round: round, MTU: r.MTU, Cipher: r.Cipher, Path: r.Path,
-		Gbps1: r.Gbps1, Gbps4: r.Gbps4, Retransmits1: r.Retransmits1, Retransmits4: r.Retransmits4,
-		PingP50Ms: r.PingP50Ms, PingAvgMs: r.PingAvgMs, PingP99Ms: r.PingP99Ms, PingMaxMs: r.PingMaxMs,
-		PingLossPct: r.PingLossPct, RouterCPUPct: r.RouterCPUPct, RouterCPUPerGbit: r.RouterCPUPerGbit,
-		Error: r.Error, Skipped: r.Skipped,
-	}
+	return roundFigures{Round: round, figures: r.figures, Error: r.Error, Skipped: r.Skipped}
 }
 
 // medianFigures are the row's figures that mergeRounds takes the median

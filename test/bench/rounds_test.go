@@ -30,8 +30,8 @@ func TestMedian(t *testing.T) {
 // round is one round's data-path row of scenario weave: a run that
 // measured everything when err and skip are empty.
 func round(gbps1, gbps4, retr1, p50, cpu float64, err, skip string) result {
-	r := result{Scenario: scenarioWeave, MTU: 1376, Path: "sleeve", Gbps1: gbps1, Gbps4: gbps4, Retransmits1: retr1,
-		PingP50Ms: p50, PingAvgMs: p50, PingP99Ms: 2 * p50, PingMaxMs: 3 * p50, Error: err, Skipped: skip}
+	r := result{Scenario: scenarioWeave, figures: figures{MTU: 1376, Path: "sleeve", Gbps1: gbps1, Gbps4: gbps4, Retransmits1: retr1,
+		PingP50Ms: p50, PingAvgMs: p50, PingP99Ms: 2 * p50, PingMaxMs: 3 * p50}, Error: err, Skipped: skip}
 	if cpu >= 0 {
 		r.RouterCPUPct = &cpu
 	}
@@ -143,7 +143,9 @@ func TestReportRounds(t *testing.T) {
 	if cfg.rounds != 3 {
 		t.Errorf("default -rounds %d, want 3", cfg.rounds)
 	}
-	vxlan := func(gbps1 float64) result { return result{Scenario: scenarioVXLAN, Gbps1: gbps1, Gbps4: gbps1} }
+	vxlan := func(gbps1 float64) result {
+		return result{Scenario: scenarioVXLAN, figures: figures{Gbps1: gbps1, Gbps4: gbps1}}
+	}
 	rows := []result{
 		mergeRounds([]result{vxlan(10.2), vxlan(13.8), vxlan(12)}),
 		mergeRounds([]result{round(5.5, 5, 1, 0.4, 100, "", ""), round(0, 0, 0, 0, -1, "boom", ""), round(6.5, 7, 1, 0.4, 100, "", "")}),
