@@ -226,6 +226,12 @@ func (r *Router) connEnded(c *conn, cause error) {
 	if !errors.Is(cause, errSelf) && !errors.Is(cause, errDuplicate) {
 		st := c.status()
 		st.State, st.Reason, st.Since = StateFailed, reason, r.clk.Now()
+		if !c.outbound {
+			// A peer that keeps failing comes back from a new port
+			// each time: one line per source address, the latest.
+			host := addrHost(st.Addr)
+			r.failed = slices.DeleteFunc(r.failed, func(f ConnectionStatus) bool { return !f.Outbound && addrHost(f.Addr) == host })
+		}
 		r.failed = append(r.failed, st)
 		if len(r.failed) > maxFailed {
 			r.failed = r.failed[len(r.failed)-maxFailed:]
@@ -258,4 +264,13 @@ func (r *Router) ourConns() []topology.Conn {
 		out = append(out, c.topologyConn())
 	}
 	return out
+}
+
+// addrHost is the host part of a host:port address (the address itself if
+// it has no port).
+func addrHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
 }

@@ -426,3 +426,43 @@ func TestInboundSatisfiesTarget(t *testing.T) {
 		t.Errorf("router 1's address dialled %d times, want 1 (the refused dial)", n)
 	}
 }
+
+// TestInboundFailuresOneLinePerSource: a peer that keeps failing its
+// handshake (here: no cipher in common) dials from a new port each time;
+// status shows one failed inbound line for its address, with the reason,
+// not one per attempt.
+func TestInboundFailuresOneLinePerSource(t *testing.T) {
+	psk := handshake.DeriveKey([]byte("pw"), nil)
+	a := startTCPRouter(t, 0, func(c *Config) { c.PSK = psk; c.Cipher = handshake.CipherAESGCM }, nil)
+	b := startTCPRouter(t, 1, func(c *Config) { c.PSK = psk; c.Cipher = handshake.CipherNaCl }, nil)
+	if err := b.Connect([]string{a.Addr().String()}, false); err != nil {
+		t.Fatal(err)
+	}
+	inbound := func() []ConnectionStatus {
+		var out []ConnectionStatus
+		for _, c := range a.Status().Connections {
+			if !c.Outbound && c.State == StateFailed {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		attempts := 0
+		for _, tg := range b.Status().Targets {
+			attempts += tg.Attempts
+		}
+		if attempts >= 3 && len(inbound()) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %d attempts by b, a's failed inbound lines %+v", attempts, inbound())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := inbound()
+	if len(got) != 1 || !strings.Contains(got[0].Reason, "no data cipher in common") {
+		t.Errorf("a's failed inbound lines after several attempts: %+v; want one, saying why", got)
+	}
+}

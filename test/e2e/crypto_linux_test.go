@@ -352,11 +352,18 @@ func TestCipherNegotiation(t *testing.T) {
 				t.Errorf("%s connected to %v (%v) with no cipher in common", h.HostName, got, err)
 			}
 		}
-		// The dialler's failed attempt says why in its status too.
-		harness.WaitFor(t, convergeTimeout, func() (bool, string) {
-			r := h2.WeaveQuiet("status", "connections")
-			return strings.Contains(r.Stdout, "failed") && strings.Contains(r.Stdout, why),
-				fmt.Sprintf("h2's weave status connections does not say %q: %s", why, r)
-		})
+		// Both ends' status says why: the dialler's failed attempt, and
+		// on the listener one failed inbound line for the dialler's
+		// address (not one per attempt).
+		for _, h := range []*harness.Host{h1, h2} {
+			harness.WaitFor(t, convergeTimeout, func() (bool, string) {
+				r := h.WeaveQuiet("status", "connections")
+				return strings.Contains(r.Stdout, "failed") && strings.Contains(r.Stdout, why),
+					fmt.Sprintf("%s's weave status connections does not say %q: %s", h.HostName, why, r)
+			})
+		}
+		if n := strings.Count(h1.MustWeave("status", "connections"), why); n != 1 {
+			t.Errorf("h1's weave status connections says %q %d times, want once (one line per source)", why, n)
+		}
 	})
 }
