@@ -8,7 +8,11 @@ package mesh
 // pending (not yet handshaken) connections, globally or from its source
 // address, or from a source that failed too many handshakes lately, is closed
 // (reset) at once, before any goroutine or per-connection state; it costs an
-// entry in the bounded table of sources at most. An admitted connection
+// entry in the bounded table of sources at most. When the global cap is
+// full, a connection from a source holding fewer pending slots than the
+// source holding the most takes the oldest slot of that source (which is
+// closed), so that an attacker spreading idle connections over many
+// addresses cannot keep a peer out. An admitted connection
 // costs about 2.5 KiB (a goroutine blocked in Read in its initial 2 KiB
 // stack) until the remote's first byte arrives; only then does the router
 // build the conn and run the handshake (about 11 KiB while it runs, mostly
@@ -30,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,9 +44,12 @@ import (
 
 // Reasons for refusing an inbound connection before its handshake.
 var (
-	errPendingLimit     = errors.New("too many pending handshakes")
-	errSourcePending    = errors.New("too many pending handshakes from this address")
-	errSourceFailures   = errors.New("too many failed handshakes from this address")
+	errPendingLimit   = errors.New("too many pending handshakes")
+	errSourcePending  = errors.New("too many pending handshakes from this address")
+	errSourceFailures = errors.New("too many failed handshakes from this address")
+	// errEvicted closes a pending connection to make room for one from a
+	// source that holds fewer (see admit).
+	errEvicted          = errors.New("pending handshake evicted for a source holding fewer")
 	errHandshakeTimeout = errors.New("handshake not completed in time")
 )
 
@@ -73,6 +81,10 @@ type admission struct {
 	mu        sync.Mutex
 	pending   int                // admitted, not yet handshaken or failed
 	perSource map[netip.Addr]int // pending by source; no zero entries
+	// slots holds each source's pending slots, oldest first (as many as
+	// perSource counts), for eviction.
+	slots map[netip.Addr][]*pendingSlot
+	seq   uint64 // admissions so far
 	// sources holds the sources with a failure debt or unlogged events,
 	// most recently seen first; at most maxSources, the least recently
 	// seen is forgotten.
@@ -113,6 +125,7 @@ func newAdmission(cfg Config, now func() time.Time, log *slog.Logger) *admission
 		now:          now,
 		log:          log,
 		perSource:    make(map[netip.Addr]int),
+		slots:        make(map[netip.Addr][]*pendingSlot),
 		sources:      make(map[netip.Addr]*list.Element),
 	}
 }
@@ -122,6 +135,11 @@ type pendingSlot struct {
 	a    *admission
 	ip   netip.Addr
 	done atomic.Bool
+	// closeConn closes the connection when the gate evicts the slot (set
+	// by onEvict); evicted says it did.
+	closeConn atomic.Pointer[func()]
+	evicted   atomic.Bool
+	seq       uint64 // admission order: lower is older
 }
 
 // release gives the place back; idempotent, safe for concurrent use.
@@ -132,36 +150,108 @@ func (s *pendingSlot) release() {
 	a := s.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.releaseLocked(s)
+}
+
+// releaseLocked removes s (done already) from the counts. a.mu must be held.
+func (a *admission) releaseLocked(s *pendingSlot) {
 	a.pending--
 	if n := a.perSource[s.ip] - 1; n > 0 {
 		a.perSource[s.ip] = n
 	} else {
 		delete(a.perSource, s.ip)
 	}
+	if rest := slices.DeleteFunc(a.slots[s.ip], func(o *pendingSlot) bool { return o == s }); len(rest) > 0 {
+		a.slots[s.ip] = rest
+	} else {
+		delete(a.slots, s.ip)
+	}
+}
+
+// onEvict sets what closes the slot's connection if the gate evicts it; if
+// it has been evicted already, close runs now.
+func (s *pendingSlot) onEvict(close func()) {
+	s.closeConn.Store(&close)
+	if s.evicted.Load() {
+		if f := s.closeConn.Swap(nil); f != nil {
+			(*f)()
+		}
+	}
+}
+
+// evict closes the slot's connection (now, or as soon as onEvict says
+// how); the gate has released the slot already.
+func (s *pendingSlot) evict() {
+	s.evicted.Store(true)
+	if f := s.closeConn.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+// victimLocked returns the oldest pending slot of the source that holds
+// the most (the oldest such slot among sources tied), when that source
+// holds more than ip does; else nil. a.mu must be held.
+func (a *admission) victimLocked(ip netip.Addr) *pendingSlot {
+	var victim *pendingSlot
+	most := 0
+	for _, ss := range a.slots {
+		if len(ss) > most || len(ss) == most && victim != nil && ss[0].seq < victim.seq {
+			most, victim = len(ss), ss[0]
+		}
+	}
+	if victim == nil || most <= a.perSource[ip] {
+		return nil
+	}
+	return victim
 }
 
 // held reports whether release has not been called yet.
 func (s *pendingSlot) held() bool { return !s.done.Load() }
 
 // admit decides whether a connection from ip may start a handshake. If so
-// it takes a pending slot, which the caller must release; if not it returns
-// why (and logs it, rate-limited), and the caller closes the connection.
-// remote is only for the log.
+// it takes a pending slot, which the caller must release (and tell how to
+// close the connection: onEvict); if not it returns why (and logs it,
+// rate-limited), and the caller closes the connection. remote is only for
+// the log.
+//
+// When all pending slots are taken, a connection from a source that holds
+// fewer of them than the source holding the most evicts that source's
+// oldest: many addresses each holding a few idle connections cannot keep
+// a peer that holds none out (it would only have to wait for them to time
+// out, over and over).
 func (a *admission) admit(ip netip.Addr, remote net.Addr) (*pendingSlot, error) {
 	a.mu.Lock()
 	var err error
+	var victim *pendingSlot
 	if e := a.sources[ip]; e != nil && a.overBudgetLocked(e.Value.(*source)) {
 		err = errSourceFailures
 	} else if a.perSource[ip] >= a.maxPerSource {
 		err = errSourcePending
 	} else if a.pending >= a.maxPending {
-		err = errPendingLimit
+		if victim = a.victimLocked(ip); victim != nil && victim.done.CompareAndSwap(false, true) {
+			a.releaseLocked(victim)
+		} else {
+			victim, err = nil, errPendingLimit
+		}
 	}
 	if err == nil {
 		a.pending++
 		a.perSource[ip]++
+		a.seq++
+		slot := &pendingSlot{a: a, ip: ip, seq: a.seq}
+		a.slots[ip] = append(a.slots[ip], slot)
+		var full bool
+		if victim != nil {
+			full = a.noteLocked(a.touchLocked(victim.ip), errEvicted, false)
+		}
 		a.mu.Unlock()
-		return &pendingSlot{a: a, ip: ip}, nil
+		if victim != nil {
+			victim.evict()
+			if full {
+				a.log.Warn("inbound connection closed", "addr", victim.ip.String(), "reason", errEvicted.Error())
+			}
+		}
+		return slot, nil
 	}
 	full := a.noteLocked(a.touchLocked(ip), err, false)
 	a.mu.Unlock()

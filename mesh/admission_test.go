@@ -63,18 +63,75 @@ func TestGateCapsPendingHandshakes(t *testing.T) {
 	}
 	a1, _ := admit(1, nil), admit(1, nil)
 	admit(1, errSourcePending)
+	b1 := admit(2, nil)
+	b1.release()
+	b1.release() // idempotent
 	admit(2, nil)
-	b2 := admit(2, nil)
-	admit(3, errPendingLimit)
-	b2.release()
-	b2.release() // idempotent
-	c3 := admit(3, nil)
-	admit(3, errPendingLimit)
-	a1.release()
-	admit(1, nil)
-	c3.release()
-	if a.pending != 3 || a.perSource[src(1)] != 2 || a.perSource[src(2)] != 1 || len(a.perSource) != 2 {
-		t.Errorf("pending %d, by source %v; want 2 from source 1 and 1 from source 2", a.pending, a.perSource)
+	admit(3, nil)
+	// Full: source 2 holds 1, fewer than source 1's 2, so it evicts
+	// source 1's oldest.
+	admit(2, nil)
+	if a1.held() || !a1.evicted.Load() {
+		t.Error("the oldest slot of the source holding the most was not evicted")
+	}
+	if a.pending != 4 || a.perSource[src(1)] != 1 || a.perSource[src(2)] != 2 || a.perSource[src(3)] != 1 {
+		t.Errorf("pending %d, by source %v; want 1, 2 and 1", a.pending, a.perSource)
+	}
+
+	// A source holding as many as the most waits.
+	g, _, _ := newTestGate(t, func(c *Config) { c.MaxPendingHandshakes, c.MaxPendingPerSource = 2, 2 })
+	for _, i := range []int{1, 2} {
+		if _, err := g.admit(src(i), remote(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := g.admit(src(2), remote(2)); !errors.Is(err, errPendingLimit) {
+		t.Errorf("admit from a source holding as many as any = %v, want %v", err, errPendingLimit)
+	}
+}
+
+// TestGateEvictsForSourcesHoldingFewer: with every pending slot taken by
+// sources holding several (an attacker's idle connections), a connection
+// from a source holding none gets in, and the evicted connection is
+// closed, whether its closer was set before or after the eviction.
+func TestGateEvictsForSourcesHoldingFewer(t *testing.T) {
+	a, _, _ := newTestGate(t, func(c *Config) { c.MaxPendingHandshakes, c.MaxPendingPerSource = 6, 3 })
+	var slots []*pendingSlot
+	closed := map[int]bool{}
+	for i := range 6 {
+		s, err := a.admit(src(1+i/3), remote(1+i/3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i != 0 { // the first one's closer comes late
+			s.onEvict(func() { closed[i] = true })
+		}
+		slots = append(slots, s)
+	}
+	for peer := 10; peer < 14; peer++ {
+		s, err := a.admit(src(peer), remote(peer))
+		if err != nil {
+			t.Fatalf("peer %d refused with every slot held by sources holding 3: %v", peer, err)
+		}
+		defer s.release()
+	}
+	// Sources 1 and 2 held 3 each: evicted in turn, oldest first.
+	slots[0].onEvict(func() { closed[0] = true })
+	if !closed[0] || !closed[3] || !closed[1] || !closed[4] || closed[2] || closed[5] {
+		t.Errorf("closed %v; want the two oldest of each attacker source", closed)
+	}
+	if a.pending != 6 || a.perSource[src(1)] != 1 || a.perSource[src(2)] != 1 {
+		t.Errorf("pending %d, by source %v", a.pending, a.perSource)
+	}
+	// Every source holds one now: a fifth peer evicts the oldest of all.
+	if _, err := a.admit(src(14), remote(14)); err != nil || !closed[2] || closed[5] {
+		t.Errorf("a fifth peer: %v, closed %v; want it in and source 1's last slot closed", err, closed)
+	}
+	for _, s := range slots {
+		s.release() // evicted ones: no-ops
+	}
+	if a.pending != 5 {
+		t.Errorf("pending %d after the attackers released, want the 5 peers", a.pending)
 	}
 }
 

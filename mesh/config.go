@@ -125,7 +125,9 @@ type Config struct {
 	// admission.go). MaxPendingHandshakes bounds the inbound connections
 	// whose handshake has not completed, MaxPendingPerSource those from
 	// one IP address; a connection over either cap is closed as soon as
-	// it is accepted.
+	// it is accepted, except that with the global cap full a source
+	// holding fewer pending connections than another evicts that one's
+	// oldest.
 	MaxPendingHandshakes int
 	MaxPendingPerSource  int
 	// A failed inbound handshake (wrong password, garbage, timeout) is

@@ -55,6 +55,7 @@ func (r *Router) acceptLoop(ln net.Listener) {
 			refuse(nc)
 			continue
 		}
+		slot.onEvict(func() { refuse(nc) })
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

@@ -465,3 +465,70 @@ func garbageHandshake(c net.Conn, badHello bool) (bool, error) {
 		}
 	}
 }
+
+// TestHandshakeFloodManySources: an attacker with 20 addresses holds 8
+// idle connections on each, more than the 128 pending handshakes the
+// router admits in all. A peer with the password still connects at once:
+// a connection from a source holding fewer pending slots evicts the
+// oldest of the source holding the most (before, the full cap refused it
+// until the idle ones timed out, and an attacker re-dialling kept it out).
+func TestHandshakeFloodManySources(t *testing.T) {
+	t.Parallel()
+	const (
+		sources       = 20
+		idlePerSource = 20
+	)
+	raiseFileLimit(t, sources*idlePerSource+1024)
+	cfg := mesh.DefaultConfig()
+	const pw = "h8-correct-horse-battery-staple"
+	l := harness.New(t)
+	h1, h2, attacker := l.AddHost("h1"), l.AddHost("h2"), l.AddHost("attacker")
+	h1.Password, h2.Password = pw, pw
+	h1.Launch()
+	h2.Launch()
+	srcs := addAddresses(t, attacker, sources)
+	target := net.JoinHostPort(h1.IP, "6783")
+	harness.WaitFor(t, 10*time.Second, func() (bool, string) {
+		_, err := h1.Status()
+		return err == nil, fmt.Sprint(err)
+	})
+
+	idle := make([]*floodConns, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		wg.Go(func() { idle[i] = dialIdle(t, attacker, src, target, idlePerSource) })
+	}
+	wg.Wait()
+	for _, f := range idle {
+		if f == nil {
+			t.FailNow() // dialIdle said why
+		}
+	}
+	// The refusals and evictions settle within moments of the accepts.
+	open := func() int {
+		n := 0
+		for _, f := range idle {
+			n += f.open(5 * time.Millisecond)
+		}
+		return n
+	}
+	harness.Eventually(3*time.Second, func() (bool, string) { return open() <= cfg.MaxPendingHandshakes, "" })
+	held := open()
+	t.Logf("attacker: %d sources x %d idle connections, %d held open by the router (cap %d)", sources, idlePerSource, held, cfg.MaxPendingHandshakes)
+	// Not vacuous: the attacker holds the whole cap.
+	if held < cfg.MaxPendingHandshakes {
+		t.Fatalf("the attacker holds %d pending slots, fewer than the cap %d: the test does not fill it", held, cfg.MaxPendingHandshakes)
+	}
+
+	cstart := time.Now()
+	h2.MustWeave("connect", h1.IP)
+	ok, msg := harness.Eventually(floodConnectWithin, func() (bool, string) {
+		a, errA := established(h1)
+		b, errB := established(h2)
+		return len(a) == 1 && len(b) == 1, fmt.Sprintf("h1 connected to %v (%v), h2 to %v (%v)", a, errA, b, errB)
+	})
+	if !ok {
+		t.Fatalf("h2 not connected within %v with the pending cap full of idle connections: %s", floodConnectWithin, msg)
+	}
+	t.Logf("h2 connected %v after `weave connect`; the attacker now holds %d", time.Since(cstart).Round(time.Millisecond), open())
+}
