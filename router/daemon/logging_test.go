@@ -86,6 +86,13 @@ func TestLogRepeatsSummarised(t *testing.T) {
 		log.Info("connection closed", "remote", "10.0.0.9:1234", "reason", "wrong password")
 		log.Debug("unknown message", "peer", "x")
 	}
+	// The mesh's gate logs a source as addr=ip:port, a new port each time.
+	for i := range 12 {
+		log.Warn("inbound handshake failed", "addr", fmt.Sprintf("10.0.0.7:%d", 40000+i), "reason", "garbage")
+	}
+	if n := countLines(&out, "inbound handshake failed"); n != cfg.Burst {
+		t.Errorf("%d inbound handshake failed lines from one host on new ports, want %d", n, cfg.Burst)
+	}
 	if n := countLines(&out, "accept failed"); n != cfg.Burst {
 		t.Errorf("%d accept failed lines, want %d", n, cfg.Burst)
 	}

@@ -262,12 +262,12 @@ func emit(ctx context.Context, due []summary) error {
 	return err
 }
 
-// writeKeyAttr appends a=v to a key, with a remote address's port left
-// out (each connection from one host comes from a new port) and long
-// values cut.
+// writeKeyAttr appends a=v to a key, with an address's port left out
+// (each connection from one host comes from a new port) and long values
+// cut.
 func writeKeyAttr(b *strings.Builder, a slog.Attr) {
 	v := a.Value.Resolve().String()
-	if a.Key == "remote" {
+	if a.Key == "remote" || a.Key == "addr" {
 		if host, _, err := net.SplitHostPort(v); err == nil {
 			v = host
 		}
