@@ -75,6 +75,7 @@ func (r *Router) Connect(peers []string, replace bool) error {
 			for a, t := range r.targets {
 				if !t.discovered && !slices.Contains(addrs, a) {
 					delete(r.targets, a)
+					r.clearFailed(a)
 				}
 			}
 		}
@@ -100,8 +101,9 @@ func (r *Router) Connect(peers []string, replace bool) error {
 
 // Forget drops peers (host[:port]) from the targets: the router stops
 // (re)connecting to them, and discovery does not add them back until a
-// later Connect. Existing connections stay. Malformed input changes
-// nothing.
+// later Connect. Existing connections stay; their failed dials leave
+// status, and an attempt still under way is not recorded as failed when
+// it ends. Malformed input changes nothing.
 func (r *Router) Forget(peers []string) error {
 	addrs, err := r.parsePeers(peers)
 	if err != nil {
@@ -111,6 +113,7 @@ func (r *Router) Forget(peers []string) error {
 		for _, a := range addrs {
 			delete(r.targets, a)
 			r.forgotten[a] = struct{}{}
+			r.clearFailed(a)
 		}
 	})
 	if !ok {

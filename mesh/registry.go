@@ -221,10 +221,12 @@ func (r *Router) connEnded(c *conn, cause error) {
 	if cause != nil {
 		reason = cause.Error()
 	}
-	// A connection to ourselves (shown as its target's state) and the
-	// loser of a duplicate tie-break (its peer is connected) are not
-	// failures worth a line in status.
-	if !errors.Is(cause, errSelf) && !errors.Is(cause, errDuplicate) {
+	// A connection to ourselves (shown as its target's state), the
+	// loser of a duplicate tie-break (its peer is connected) and a dial
+	// to a target forgotten meanwhile are not failures worth a line in
+	// status.
+	forgotten := c.outbound && !wasEstablished && c.target != "" && r.targets[c.target] == nil
+	if !errors.Is(cause, errSelf) && !errors.Is(cause, errDuplicate) && !forgotten {
 		st := c.status()
 		st.State, st.Reason, st.Since = StateFailed, reason, r.clk.Now()
 		if !c.outbound {

@@ -218,6 +218,56 @@ func TestForgetStopsReconnecting(t *testing.T) {
 	}
 }
 
+// TestForgetClearsFailedDials: after forget (or connect --replace), status
+// shows no failed line for the target, neither the failures recorded
+// before nor that of a dial still under way when it was forgotten, so
+// nothing looks as if the router still tried it.
+func TestForgetClearsFailedDials(t *testing.T) {
+	s := newSim(t)
+	a := s.start(0, func(c *Config) { c.NoDiscovery = true; c.HandshakeTimeout = 300 * time.Millisecond })
+	s.start(1, nil)
+	s.net.Host(hostIP(1)).Freeze(true) // dials to 1 hang until the timeout
+	const refused, replaced = "10.99.0.1:6783", "10.99.0.2:6783"
+	failedTo := func(addr string) bool {
+		for _, c := range a.Status().Connections {
+			if c.State == StateFailed && c.Addr == addr {
+				return true
+			}
+		}
+		return false
+	}
+	if err := a.Connect([]string{refused, replaced}, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "failed dials", func() bool { return failedTo(refused) && failedTo(replaced) })
+	s.connect(0, 1)
+	waitFor(t, 10*time.Second, "a dial under way", func() bool { return s.net.Dials(addrOf(1)) > 0 })
+	if err := a.Forget([]string{refused, addrOf(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if failedTo(refused) {
+		t.Errorf("status still shows a failed dial of forgotten %s", refused)
+	}
+	if err := a.Connect(nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if failedTo(replaced) {
+		t.Errorf("status still shows a failed dial of %s, replaced away", replaced)
+	}
+	// The hanging dial ends by its timeout after the forget.
+	waitFor(t, 10*time.Second, "the hanging dial to end", func() bool {
+		for _, c := range a.Status().Connections {
+			if c.Addr == addrOf(1) && c.State != StateFailed {
+				return false
+			}
+		}
+		return true
+	})
+	if failedTo(addrOf(1)) {
+		t.Errorf("a dial of forgotten %s that ended later shows as failed", addrOf(1))
+	}
+}
+
 func TestDeadPeerRemovedAndRejoins(t *testing.T) {
 	s := newSim(t)
 	fast := func(c *Config) {

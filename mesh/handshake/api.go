@@ -23,7 +23,7 @@ var (
 	// ErrWrongPassword: key confirmation failed, so the two ends derived
 	// different keys: the passwords (or the network salts) differ, or the
 	// handshake was altered in transit.
-	ErrWrongPassword = errors.New("authentication failed: the password differs")
+	ErrWrongPassword = errors.New("authentication failed: the password or the network salt differs")
 	// ErrPasswordMismatch: one end has a password and the other has none.
 	ErrPasswordMismatch = errors.New("password mismatch")
 	// ErrSelf: the remote proved to be this very peer (same name, key

@@ -88,8 +88,8 @@ func TestHandshakeFailures(t *testing.T) {
 		cmsg, smsg string // substrings of the client's and server's errors
 	}{
 		{"wrong password", pskSecret, pskOther, ErrWrongPassword,
-			"peer " + testPeer(2).String() + ": authentication failed: the password differs",
-			"peer " + testPeer(1).String() + ": authentication failed: the password differs"},
+			"peer " + testPeer(2).String() + ": authentication failed: the password or the network salt differs",
+			"peer " + testPeer(1).String() + ": authentication failed: the password or the network salt differs"},
 		{"client only", pskSecret, nil, ErrPasswordMismatch,
 			"we have a password and the peer has none", "the peer has a password and we have none"},
 		{"server only", nil, pskSecret, ErrPasswordMismatch,
