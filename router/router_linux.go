@@ -126,6 +126,19 @@ func (r *Router) Reset() error {
 	return nil
 }
 
+// RecordedIDs returns the container refs of the attachments in the table
+// as recorded, whether or not the containers still exist (weave reset
+// removes what weave wrote for them).
+func (r *Router) RecordedIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.recs))
+	for _, rec := range r.recs {
+		ids = append(ids, rec.ID)
+	}
+	return ids
+}
+
 // ResetHost removes what a router with cfg made, without a running Router
 // (weave reset after weave stop): the containers' interfaces it recorded and
 // any veth on the bridge, the TAP if it lingers, the bridge, and the table.

@@ -480,6 +480,13 @@ func Reset(ctx context.Context, cfg Config) error {
 	if err != nil {
 		errs = append(errs, err)
 	} else {
+		// The resolv.conf weave wrote under /etc/netns for each netns:
+		// container goes with the attachment.
+		for _, id := range rt.RecordedIDs() {
+			if ref, err := netdev.ParseContainer(id); err == nil && ref.Kind == netdev.KindNetns && ref.Name != "" {
+				errs = append(errs, weavedns.RemoveResolvConf(weavedns.NetnsResolvConf(ref.Name)))
+			}
+		}
 		errs = append(errs, rt.Reset())
 	}
 	entries, err := os.ReadDir(cfg.StateDir)

@@ -481,6 +481,17 @@ func TestDNSThreeHosts(t *testing.T) {
 		waitAnswers(t, start, "db.weave.local", []string{db2IP, db3IP}, everywhere...)
 		t.Logf("h3's names back on every host %v after its launch", time.Since(start).Round(time.Millisecond))
 	})
+
+	t.Run("reset removes the resolv.conf weave wrote", func(t *testing.T) {
+		path := "/etc/netns/" + cl1.Name + "/resolv.conf"
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("%s has no resolv.conf before the reset: %v", cl1.Ref(), err)
+		}
+		mustWeave(t, h1, "reset")
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("%s still has weave's resolv.conf after weave reset (%v)", cl1.Ref(), err)
+		}
+	})
 }
 
 // TestDNSBridgePorts: every container keeps reaching its host's weaveDNS
