@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/meshtest"
 )
 
 // Tests of the admission gate against real routers on loopback TCP. The
@@ -29,15 +30,15 @@ func TestPendingHandshakesAreCapped(t *testing.T) {
 	r := startTCPRouter(t, 0, func(c *Config) { c.HandshakeTimeout = time.Minute }, nil)
 	per := DefaultConfig().MaxPendingPerSource
 	flood := dialMany(t, "127.0.0.2", r.Addr().String(), per+12)
-	st := newPeerClosed(flood)
+	st := meshtest.NewConns(flood)
 	waitFor(t, 5*time.Second, "the connections over the cap closed", func() bool {
-		return st.closed(20*time.Millisecond) >= 12
+		return st.Closed(20*time.Millisecond) >= 12
 	})
-	if n := st.closed(100 * time.Millisecond); n != 12 {
+	if n := st.Closed(100 * time.Millisecond); n != 12 {
 		t.Errorf("%d of %d idle connections from one source closed, want 12 (cap %d)", n, len(flood), per)
 	}
 	other := dialMany(t, "127.0.0.3", r.Addr().String(), 1)
-	if n := newPeerClosed(other).closed(200 * time.Millisecond); n != 0 {
+	if n := meshtest.NewConns(other).Closed(200 * time.Millisecond); n != 0 {
 		t.Error("a connection from another source was closed")
 	}
 }
@@ -51,7 +52,7 @@ func TestPendingHandshakeIsCheap(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("opens 1,500 connections; measures memory")
 	}
-	raiseFileLimit(t, 8192)
+	meshtest.RaiseFileLimit(t, 8192)
 	const idle, started = 1000, 500
 	sockets := socketCost(t, idle)
 	r := startTCPRouter(t, 0, func(c *Config) {
@@ -165,7 +166,7 @@ func TestHandshakeFloodDoesNotLockOutPeers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 3,500 connections")
 	}
-	raiseFileLimit(t, 8192)
+	meshtest.RaiseFileLimit(t, 8192)
 	psk := &handshake.PSK{1}
 	logs := &logCounter{}
 	// Idle connections stay pending until the end of the test.
@@ -182,13 +183,13 @@ func TestHandshakeFloodDoesNotLockOutPeers(t *testing.T) {
 		idle = append(idle, dialMany(t, src, addr, 1000))
 	}
 	for i, conns := range idle {
-		st := newPeerClosed(conns)
+		st := meshtest.NewConns(conns)
 		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-			if st.closed(time.Millisecond) >= len(conns)-per {
+			if st.Closed(time.Millisecond) >= len(conns)-per {
 				break
 			}
 		}
-		if open := len(conns) - st.closed(50*time.Millisecond); open != per {
+		if open := len(conns) - st.Closed(50*time.Millisecond); open != per {
 			t.Errorf("source %d: %d idle connections open, want %d", i, open, per)
 		}
 	}
@@ -262,7 +263,7 @@ func TestHandshakeTimeoutCountsFromAccept(t *testing.T) {
 	if _, err := slow.Write([]byte("w")); err != nil {
 		t.Fatal(err)
 	}
-	if n := newPeerClosed([]net.Conn{slow}).closed(2 * timeout); n != 1 {
+	if n := meshtest.NewConns([]net.Conn{slow}).Closed(2 * timeout); n != 1 {
 		t.Fatal("router did not close a stalled handshake")
 	}
 	if d := time.Since(start); d > timeout+timeout/2 {
@@ -335,56 +336,6 @@ func dialMany(tb testing.TB, src, addr string, n int) []net.Conn {
 	return conns
 }
 
-// peerClosed tells which of a set of connections the other end closed.
-type peerClosed struct {
-	conns []net.Conn
-	done  []bool
-}
-
-func newPeerClosed(conns []net.Conn) *peerClosed {
-	return &peerClosed{conns: conns, done: make([]bool, len(conns))}
-}
-
-// closed returns how many connections the other end has closed, waiting
-// up to wait (for all of them together) for news. Bytes received (a
-// router's hello) are discarded.
-func (p *peerClosed) closed(wait time.Duration) int {
-	deadline := time.Now().Add(wait)
-	n := 0
-	buf := make([]byte, 512)
-	for i, c := range p.conns {
-		if c == nil {
-			p.done[i] = true
-		}
-		if !p.done[i] {
-			// A deadline already past would fail the Read before it
-			// looks at the socket.
-			d := deadline
-			if soon := time.Now().Add(time.Millisecond); soon.After(d) {
-				d = soon
-			}
-			c.SetReadDeadline(d)
-			for {
-				_, err := c.Read(buf)
-				if err == nil {
-					continue
-				}
-				p.done[i] = !isTimeout(err)
-				break
-			}
-		}
-		if p.done[i] {
-			n++
-		}
-	}
-	return n
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // garbageAttempt connects from src and sends bytes that are not a hello,
 // one first and the rest once the router has answered, then reads until
 // the router closes the connection. It reports whether the router answered
@@ -408,7 +359,7 @@ func garbageAttempt(tb testing.TB, src, addr string) bool {
 	}
 	buf := make([]byte, 512)
 	if _, err := c.Read(buf); err != nil {
-		if isTimeout(err) {
+		if meshtest.IsTimeout(err) {
 			tb.Errorf("router neither answered nor closed a connection from %s", src)
 		}
 		return false
@@ -416,7 +367,7 @@ func garbageAttempt(tb testing.TB, src, addr string) bool {
 	c.Write(junk[1:])
 	for {
 		if _, err := c.Read(buf); err != nil {
-			if isTimeout(err) {
+			if meshtest.IsTimeout(err) {
 				tb.Errorf("router did not close a garbage connection from %s", src)
 			}
 			return true
@@ -503,28 +454,6 @@ func residentSize() int64 {
 		}
 	}
 	return 0
-}
-
-// raiseFileLimit raises the soft limit on open files to n if it is lower
-// (and the hard limit allows), restoring it at cleanup.
-func raiseFileLimit(tb testing.TB, n uint64) {
-	tb.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-	if lim.Cur >= n {
-		return
-	}
-	if lim.Max < n {
-		tb.Skipf("open files limited to %d, need %d", lim.Max, n)
-	}
-	old := lim
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
 }
 
 // logCounter collects the log lines of a router, as "msg key=value ...".

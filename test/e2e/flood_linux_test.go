@@ -17,6 +17,7 @@ import (
 
 	"github.com/weavelab/weave/mesh"
 	"github.com/weavelab/weave/mesh/handshake"
+	"github.com/weavelab/weave/mesh/meshtest"
 	"github.com/weavelab/weave/test/harness"
 )
 
@@ -67,24 +68,11 @@ func TestHandshakeFlood(t *testing.T) {
 		idlePerSource    = 1000
 		garbagePerSource = 250
 	)
-	raiseFileLimit(t, 3*idlePerSource+1024)
+	meshtest.RaiseFileLimit(t, 3*idlePerSource+1024)
 	cfg := mesh.DefaultConfig()
-	const pw = "h8-correct-horse-battery-staple"
-	l := harness.New(t)
-	h1, h2, attacker := l.AddHost("h1"), l.AddHost("h2"), l.AddHost("attacker")
-	h1.Password, h2.Password = pw, pw
-	h1.Launch()
-	h2.Launch() // connected to h1 only during the flood
-	srcs := addAddresses(t, attacker, 5)
+	h1, h2, attacker, srcs, target := newFloodLab(t, 5)
 	idleSrcs, garbageSrcs := srcs[:3], srcs[3:]
-	target := net.JoinHostPort(h1.IP, "6783")
-
-	// Settled: answering, and past the start-up allocations.
-	harness.WaitFor(t, 10*time.Second, func() (bool, string) {
-		_, err := h1.Status()
-		return err == nil, fmt.Sprint(err)
-	})
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // past the start-up allocations
 	rss0 := routerRSS(t, h1)
 	log0 := len(h1.Log())
 
@@ -92,17 +80,7 @@ func TestHandshakeFlood(t *testing.T) {
 	// completed the TCP handshake, before the router decides; the
 	// refused ones are reset right after its accept.
 	start := time.Now()
-	idle := make([]*floodConns, len(idleSrcs))
-	var wg sync.WaitGroup
-	for i, src := range idleSrcs {
-		wg.Go(func() { idle[i] = dialIdle(t, attacker, src, target, idlePerSource) })
-	}
-	wg.Wait()
-	for _, f := range idle {
-		if f == nil {
-			t.FailNow() // dialIdle said why
-		}
-	}
+	idle := dialIdleFrom(t, attacker, idleSrcs, target, idlePerSource)
 	dialed := 0
 	for _, f := range idle {
 		dialed += f.dialed()
@@ -141,6 +119,7 @@ func TestHandshakeFlood(t *testing.T) {
 	// sources in parallel.
 	gstart := time.Now()
 	garbage := make([]garbageCount, len(garbageSrcs))
+	var wg sync.WaitGroup
 	for i, src := range garbageSrcs {
 		wg.Go(func() { garbage[i] = sendGarbage(t, attacker, src, target, garbagePerSource) })
 	}
@@ -169,14 +148,7 @@ func TestHandshakeFlood(t *testing.T) {
 	if stillOpen != accepted {
 		t.Errorf("only %d of the %d admitted idle connections still open when h2 connects (the flood took too long?)", stillOpen, accepted)
 	}
-	cstart := time.Now()
-	h2.MustWeave("connect", h1.IP)
-	ok, msg := harness.Eventually(floodConnectWithin, func() (bool, string) {
-		a, errA := established(h1)
-		b, errB := established(h2)
-		return len(a) == 1 && len(b) == 1, fmt.Sprintf("h1 connected to %v (%v), h2 to %v (%v)", a, errA, b, errB)
-	})
-	took := time.Since(cstart)
+	took, ok, msg := connectDuringFlood(h1, h2)
 	if !ok {
 		t.Fatalf("h2 not connected to h1 within %v of `weave connect`, during the flood: %s", floodConnectWithin, msg)
 	}
@@ -269,24 +241,6 @@ func routerRSS(t *testing.T, h *harness.Host) int64 {
 	return mem["VmRSS"]
 }
 
-// raiseFileLimit makes sure the test process may hold n open files,
-// restoring the limit at cleanup.
-func raiseFileLimit(t *testing.T, n uint64) {
-	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatalf("file limit: %v", err)
-	}
-	if old.Cur >= n {
-		return
-	}
-	lim := syscall.Rlimit{Cur: n, Max: max(old.Max, n)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatalf("raise the file limit from %d to %d: %v", old.Cur, n, err)
-	}
-	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old) })
-}
-
 // addAddresses gives h n more addresses on its LAN interface (.101 and
 // up of its /24) and returns them, as an attacker's extra sources.
 func addAddresses(t *testing.T, h *harness.Host, n int) []string {
@@ -305,20 +259,66 @@ func addAddresses(t *testing.T, h *harness.Host, n int) []string {
 	return out
 }
 
+// newFloodLab makes h1 and h2, routers with one password, not connected,
+// and an attacker host without a router holding n more LAN addresses
+// (srcs); target is h1's control port. It returns once h1 answers.
+func newFloodLab(t *testing.T, n int) (h1, h2, attacker *harness.Host, srcs []string, target string) {
+	const pw = "h8-correct-horse-battery-staple"
+	l := harness.New(t)
+	h1, h2, attacker = l.AddHost("h1"), l.AddHost("h2"), l.AddHost("attacker")
+	h1.Password, h2.Password = pw, pw
+	h1.Launch()
+	h2.Launch() // connected to h1 only during the flood
+	srcs = addAddresses(t, attacker, n)
+	harness.WaitFor(t, 10*time.Second, func() (bool, string) {
+		_, err := h1.Status()
+		return err == nil, fmt.Sprint(err)
+	})
+	return h1, h2, attacker, srcs, net.JoinHostPort(h1.IP, "6783")
+}
+
+// dialIdleFrom opens n idle connections from each of srcs in parallel
+// (dialIdle), stopping the test if one source failed.
+func dialIdleFrom(t *testing.T, ns *harness.Host, srcs []string, target string, n int) []*floodConns {
+	idle := make([]*floodConns, len(srcs))
+	var wg sync.WaitGroup
+	for i, src := range srcs {
+		wg.Go(func() { idle[i] = dialIdle(t, ns, src, target, n) })
+	}
+	wg.Wait()
+	for _, f := range idle {
+		if f == nil {
+			t.FailNow() // dialIdle said why
+		}
+	}
+	return idle
+}
+
+// connectDuringFlood has h2 connect to h1 and waits up to
+// floodConnectWithin for both to report the connection established.
+func connectDuringFlood(h1, h2 *harness.Host) (took time.Duration, ok bool, msg string) {
+	start := time.Now()
+	h2.MustWeave("connect", h1.IP)
+	ok, msg = harness.Eventually(floodConnectWithin, func() (bool, string) {
+		a, errA := established(h1)
+		b, errB := established(h2)
+		return len(a) == 1 && len(b) == 1, fmt.Sprintf("h1 connected to %v (%v), h2 to %v (%v)", a, errA, b, errB)
+	})
+	return time.Since(start), ok, msg
+}
+
 // floodConns are connections opened from one source address, closed at
 // cleanup. A nil connection was reset before its dial returned.
 type floodConns struct {
-	src    string
-	conns  []net.Conn
-	closed []bool // the other end closed or reset it
+	src string
+	*meshtest.Conns
 }
 
 // dialIdle opens n connections from src to target inside namespace ns,
 // one after the other, and sends nothing on them. It reports an error
 // other than a reset with t.Errorf and returns nil.
 func dialIdle(t *testing.T, ns *harness.Host, src, target string, n int) *floodConns {
-	f := &floodConns{src: src}
-	t.Cleanup(f.close)
+	var conns []net.Conn
 	err := ns.Do(func() error {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 		for range n {
@@ -326,11 +326,12 @@ func dialIdle(t *testing.T, ns *harness.Host, src, target string, n int) *floodC
 			if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 				return fmt.Errorf("dial %s from %s: %w", target, src, err)
 			}
-			f.conns = append(f.conns, c)
+			conns = append(conns, c)
 		}
 		return nil
 	})
-	f.closed = make([]bool, len(f.conns))
+	f := &floodConns{src: src, Conns: meshtest.NewConns(conns)}
+	t.Cleanup(f.Close)
 	if err != nil {
 		t.Errorf("idle flood: %v", err)
 		return nil
@@ -338,55 +339,11 @@ func dialIdle(t *testing.T, ns *harness.Host, src, target string, n int) *floodC
 	return f
 }
 
-func (f *floodConns) dialed() int { return len(f.conns) }
+func (f *floodConns) dialed() int { return f.Len() }
 
 // open returns how many connections the other end has not closed, waiting
-// up to wait (for all of them together) for news. What the other end
-// sent is discarded.
-func (f *floodConns) open(wait time.Duration) int {
-	deadline := time.Now().Add(wait)
-	buf := make([]byte, 512)
-	n := 0
-	for i, c := range f.conns {
-		if c == nil {
-			f.closed[i] = true
-		}
-		if !f.closed[i] {
-			// A deadline already past fails the Read before it looks
-			// at the socket.
-			d := deadline
-			if soon := time.Now().Add(time.Millisecond); soon.After(d) {
-				d = soon
-			}
-			c.SetReadDeadline(d)
-			for {
-				_, err := c.Read(buf)
-				if err == nil {
-					continue
-				}
-				f.closed[i] = !isTimeout(err)
-				break
-			}
-		}
-		if !f.closed[i] {
-			n++
-		}
-	}
-	return n
-}
-
-func (f *floodConns) close() {
-	for _, c := range f.conns {
-		if c != nil {
-			c.Close()
-		}
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+// up to wait (for all of them together) for news.
+func (f *floodConns) open(wait time.Duration) int { return f.Len() - f.Closed(wait) }
 
 // garbageCount is what came of one source's garbage handshakes.
 type garbageCount struct {
@@ -450,7 +407,7 @@ func garbageHandshake(c net.Conn, badHello bool) (bool, error) {
 	}
 	buf := make([]byte, 512)
 	if _, err := c.Read(buf); err != nil {
-		if isTimeout(err) {
+		if meshtest.IsTimeout(err) {
 			return false, errors.New("router neither answered nor closed the connection")
 		}
 		return false, nil
@@ -458,7 +415,7 @@ func garbageHandshake(c net.Conn, badHello bool) (bool, error) {
 	c.Write(junk[1:])
 	for {
 		if _, err := c.Read(buf); err != nil {
-			if isTimeout(err) {
+			if meshtest.IsTimeout(err) {
 				return true, errors.New("router did not close the connection after garbage")
 			}
 			return true, nil
@@ -478,32 +435,10 @@ func TestHandshakeFloodManySources(t *testing.T) {
 		sources       = 20
 		idlePerSource = 20
 	)
-	raiseFileLimit(t, sources*idlePerSource+1024)
+	meshtest.RaiseFileLimit(t, sources*idlePerSource+1024)
 	cfg := mesh.DefaultConfig()
-	const pw = "h8-correct-horse-battery-staple"
-	l := harness.New(t)
-	h1, h2, attacker := l.AddHost("h1"), l.AddHost("h2"), l.AddHost("attacker")
-	h1.Password, h2.Password = pw, pw
-	h1.Launch()
-	h2.Launch()
-	srcs := addAddresses(t, attacker, sources)
-	target := net.JoinHostPort(h1.IP, "6783")
-	harness.WaitFor(t, 10*time.Second, func() (bool, string) {
-		_, err := h1.Status()
-		return err == nil, fmt.Sprint(err)
-	})
-
-	idle := make([]*floodConns, len(srcs))
-	var wg sync.WaitGroup
-	for i, src := range srcs {
-		wg.Go(func() { idle[i] = dialIdle(t, attacker, src, target, idlePerSource) })
-	}
-	wg.Wait()
-	for _, f := range idle {
-		if f == nil {
-			t.FailNow() // dialIdle said why
-		}
-	}
+	h1, h2, attacker, srcs, target := newFloodLab(t, sources)
+	idle := dialIdleFrom(t, attacker, srcs, target, idlePerSource)
 	// The refusals and evictions settle within moments of the accepts.
 	open := func() int {
 		n := 0
@@ -520,15 +455,9 @@ func TestHandshakeFloodManySources(t *testing.T) {
 		t.Fatalf("the attacker holds %d pending slots, fewer than the cap %d: the test does not fill it", held, cfg.MaxPendingHandshakes)
 	}
 
-	cstart := time.Now()
-	h2.MustWeave("connect", h1.IP)
-	ok, msg := harness.Eventually(floodConnectWithin, func() (bool, string) {
-		a, errA := established(h1)
-		b, errB := established(h2)
-		return len(a) == 1 && len(b) == 1, fmt.Sprintf("h1 connected to %v (%v), h2 to %v (%v)", a, errA, b, errB)
-	})
+	took, ok, msg := connectDuringFlood(h1, h2)
 	if !ok {
 		t.Fatalf("h2 not connected within %v with the pending cap full of idle connections: %s", floodConnectWithin, msg)
 	}
-	t.Logf("h2 connected %v after `weave connect`; the attacker now holds %d", time.Since(cstart).Round(time.Millisecond), open())
+	t.Logf("h2 connected %v after `weave connect`; the attacker now holds %d", took.Round(time.Millisecond), open())
 }
