@@ -17,7 +17,8 @@ import (
 // that the weave rows can be compared with it. The ipam scenario measures
 // `weave attach` latency on hosts of its own (see ipam_linux.go), and the
 // dns scenario weaveDNS next to dnsmasq (see dns_linux.go), not the data
-// path.
+// path. The wireguard-go scenario is not weave: it is a reference row, the
+// userspace WireGuard between the same hosts (see wireguard_linux.go).
 const (
 	scenarioVXLAN     = "vxlan"
 	scenarioFastDP    = "weave-fastdp"    // default flags: the kernel fast path, where weave has one
@@ -25,9 +26,11 @@ const (
 	scenarioEncrypted = "weave-encrypted" // with a password, the routers' default cipher
 	scenarioAESGCM    = "weave-aes-gcm"   // with a password, both routers --cipher aes-gcm
 	scenarioNaCl      = "weave-nacl"      // with a password, both routers --cipher nacl
-	scenarioIPAM      = "ipam"
-	scenarioDNS       = "dns"
-	scenarioProxy     = "proxy"
+	// scenarioWireGuardGo is the reference: userspace WireGuard, not weave.
+	scenarioWireGuardGo = "wireguard-go"
+	scenarioIPAM        = "ipam"
+	scenarioDNS         = "dns"
+	scenarioProxy       = "proxy"
 )
 
 // encryption is how an encrypted weave scenario launches its routers.
@@ -69,7 +72,8 @@ func weaveLaunchFlags(name string, fastDP bool) (flags []string, skip string) {
 // underlay without fragmenting: 1500 less its 50 bytes of headers.
 const vxlanMaxMTU = 1450
 
-var allScenarios = []string{scenarioVXLAN, scenarioFastDP, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl, scenarioIPAM, scenarioProxy, scenarioDNS}
+var allScenarios = []string{scenarioVXLAN, scenarioFastDP, scenarioWeave, scenarioEncrypted, scenarioAESGCM, scenarioNaCl,
+	scenarioWireGuardGo, scenarioIPAM, scenarioProxy, scenarioDNS}
 
 // config is what the flags ask for.
 type config struct {
@@ -85,7 +89,10 @@ type config struct {
 	proxyRuns  int           // container starts per row of the proxy scenario
 	jsonOut    string        // file for the JSON report, "" for none
 	weaveBin   string        // prebuilt weave binary, "" to build ./cmd/weave
-	verbose    bool          // log every command
+	// wireGuardGoBin is a prebuilt wireguard-go, "" to go install the
+	// pinned version (wireGuardGoModule).
+	wireGuardGoBin string
+	verbose        bool // log every command
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -94,20 +101,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./test/bench [flags] (as root)\n\n"+
 			"Measures iperf3 TCP throughput (1 and 4 streams), ping latency (median, p99) and the\n"+
-			"weave routers' CPU time per Gbit between two container namespaces on two host\n"+
-			"namespaces, for: %s\n"+
+			"weave routers' (wireguard-go's) CPU time per Gbit between two container namespaces on two host\n"+
+			"namespaces, for: %[1]s\n"+
 			"(weave-fastdp: default flags, skipped when weave has no fast path; weave: the\n"+
-			"userspace path, with --no-fastdp where weave has a fast path);\n"+
-			"and (scenario %s) the latency of `weave attach` with an allocated address, in turn\n"+
+			"userspace path, with --no-fastdp where weave has a fast path; %[5]s: not weave but the\n"+
+			"reference, the userspace WireGuard between the same hosts, skipped when it cannot be built);\n"+
+			"and (scenario %[2]s) the latency of `weave attach` with an allocated address, in turn\n"+
 			"on one host (next to static-address attaches) and all at once over three hosts;\n"+
-			"and (scenario %s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
+			"and (scenario %[3]s) weaveDNS's queries/s and latency for a weave name and a forwarded\n"+
 			"name, next to dnsmasq serving the same names on the same host;\n"+
-			"and (scenario %s) the time from docker run to the container's first packet, through\n"+
+			"and (scenario %[4]s) the time from docker run to the container's first packet, through\n"+
 			"weave's Docker API proxy and with plain docker run on Docker's bridge.\n"+
 			"The data-path scenarios run -rounds times in rotation (each in turn, then each\n"+
 			"again, ...) so that all see the same machine conditions, and each row gives every\n"+
 			"figure's median over its rounds; %[2]s, %[3]s and %[4]s run once, after them.\n\n",
-			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS, scenarioProxy)
+			strings.Join(dataPathScenarios(), ", "), scenarioIPAM, scenarioDNS, scenarioProxy, scenarioWireGuardGo)
 		fs.PrintDefaults()
 	}
 	var cfg config
@@ -124,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&cfg.weaveBin, "weave", "", "weave binary to use (default: go build ./cmd/weave into a temporary directory)")
+	fs.StringVar(&cfg.wireGuardGoBin, "wireguard-go", "", "wireguard-go binary for the wireguard-go scenario (default: go install "+wireGuardGoModule+" into a temporary directory)")
 	fs.BoolVar(&cfg.verbose, "v", false, "log every command run")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -189,9 +198,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 }
 
 // needsWeave reports whether any selected scenario runs weave.
-func (c config) needsWeave() bool {
-	return slices.ContainsFunc(c.scenarios, func(s string) bool { return s != scenarioVXLAN })
-}
+func (c config) needsWeave() bool { return slices.ContainsFunc(c.scenarios, runsWeave) }
+
+// runsWeave reports whether scenario s runs weave: all do but the
+// references, VXLAN and wireguard-go.
+func runsWeave(s string) bool { return s != scenarioVXLAN && s != scenarioWireGuardGo }
 
 // needsLab reports whether any selected scenario measures the data path
 // (and so needs the two-host lab, iperf3 and ping).
@@ -241,6 +252,9 @@ func checkPrerequisites(cfg config) error {
 	if cfg.needsLab() {
 		tools = append(tools, []struct{ cmd, pkg string }{{"ss", "iproute2"}, {"iperf3", "iperf3"}, {"ping", "iputils-ping"}}...)
 	}
+	if slices.Contains(cfg.scenarios, scenarioWireGuardGo) {
+		tools = append(tools, struct{ cmd, pkg string }{"sysctl", "procps"})
+	}
 	if slices.Contains(cfg.scenarios, scenarioDNS) {
 		tools = append(tools, struct{ cmd, pkg string }{"dnsmasq", "dnsmasq-base"})
 	}
@@ -262,9 +276,12 @@ func checkPrerequisites(cfg config) error {
 	if len(missing) > 0 {
 		return fmt.Errorf("missing %s: install with apt-get install -y %s", strings.Join(missing, ", "), strings.Join(pkgs, " "))
 	}
-	if cfg.weaveBin != "" {
-		if st, err := os.Stat(cfg.weaveBin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			return fmt.Errorf("-weave %s: not an executable file", cfg.weaveBin)
+	for _, b := range []struct{ flag, path string }{{"-weave", cfg.weaveBin}, {"-wireguard-go", cfg.wireGuardGoBin}} {
+		if b.path == "" {
+			continue
+		}
+		if st, err := os.Stat(b.path); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("%s %s: not an executable file", b.flag, b.path)
 		}
 	}
 	return nil

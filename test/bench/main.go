@@ -5,9 +5,11 @@
 // on its kernel fast path (weave-fastdp, default flags; skipped when the
 // weave binary has no fast path), on its userspace path plain (weave, with
 // --no-fastdp when weave has a fast path) and encrypted (the default cipher,
-// then each suite forced: --cipher aes-gcm, --cipher nacl). It prints one
-// row per scenario with the ratios weave/VXLAN, under the date and the
-// machine. The data-path scenarios run -rounds times (default 3) in
+// then each suite forced: --cipher aes-gcm, --cipher nacl); and, as a
+// reference that is not weave, the userspace WireGuard (wireguard-go, the
+// pinned version go installed, or -wireguard-go's binary; skipped when it
+// cannot be built) between the same namespaces. It prints one row per
+// scenario with the ratios to VXLAN, under the date and the machine. The data-path scenarios run -rounds times (default 3) in
 // rotation, each in turn and then each again, so that all see the same
 // spells of the machine's other work; each row reports every figure's
 // median over the rounds that succeeded, and the ratios of those medians
@@ -25,11 +27,12 @@
 // (see proxy_linux.go). These three run once, after the data-path rounds.
 // `make bench` runs them all.
 //
-//	go run ./test/bench [-rounds 3] [-duration 5s] [-pings 1000] [-only vxlan,weave-fastdp,weave,weave-nacl,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-v]
+//	go run ./test/bench [-rounds 3] [-duration 5s] [-pings 1000] [-only vxlan,weave-fastdp,weave,weave-nacl,wireguard-go,ipam,proxy,dns] [-attaches 100] [-dns-names 100] [-dns-clients 1,8] [-proxy-runs 10] [-json out.json] [-weave bin/weave] [-wireguard-go BINARY] [-v]
 //
 // It needs root and ip (iproute2), for the data path iperf3 and ping
-// (iputils), for scenario dns dnsmasq (dnsmasq-base), and for scenario
-// proxy the docker CLI and a running Docker Engine. Everything it makes
+// (iputils), for scenario wireguard-go /dev/net/tun and sysctl (procps),
+// for scenario dns dnsmasq (dnsmasq-base), and for scenario proxy the
+// docker CLI and a running Docker Engine. Everything it makes
 // (namespaces named wb<pid>-*, links inside them, processes it started,
 // containers labelled weave-bench=wb<pid>, temporary directories) is
 // removed on exit, also after a failure or SIGINT. Traffic stays inside

@@ -26,9 +26,12 @@ const (
 type endpoints struct {
 	dst     string // container 2's address, targeted from container 1
 	mtu     int    // container 1's MTU
-	routers []int  // PIDs whose CPU time is measured (weave's routers)
-	cipher  string // data-plane cipher suite weave reports, "" if none
-	path    string // connection path weave reports (fastdp, sleeve), "" if none
+	routers []int  // PIDs whose CPU time is measured (weave's routers, the wireguard-go processes)
+	cipher  string // data-plane cipher suite weave reports (WireGuard's), "" if none
+	path    string // connection path weave reports (fastdp, sleeve; userspace for wireguard-go), "" if none
+	// software names what carries the traffic in a reference row that is
+	// not weave (its version), "" otherwise.
+	software string
 	// warmup asks for fastDPWarmup of pings before measuring: the fast
 	// path takes a MAC only once the router has learnt it and its next
 	// maintenance tick has programmed the kernel.

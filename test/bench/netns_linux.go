@@ -74,10 +74,16 @@ type proc struct {
 }
 
 // start starts args in the background. Stop it with stop.
-func (n netns) start(args ...string) (*proc, error) {
+func (n netns) start(args ...string) (*proc, error) { return n.startEnv(nil, args...) }
+
+// startEnv is start with env added to ours.
+func (n netns) startEnv(env []string, args ...string) (*proc, error) {
 	n.log.Debug("start", "netns", n.name, "cmd", strings.Join(args, " "))
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", n.name}, args...)...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("in %s: start %s: %w", n.name, args[0], err)

@@ -23,7 +23,10 @@ type figures struct {
 	Cipher string `json:"cipher,omitempty"`
 	// Path is the path weave's connection reported (fastdp, sleeve;
 	// empty from a weave before the fast path).
-	Path         string  `json:"path,omitempty"`
+	Path string `json:"path,omitempty"`
+	// Software is what carried the traffic in a reference row that is
+	// not weave (wireguard-go: its version); empty otherwise.
+	Software     string  `json:"software,omitempty"`
 	Gbps1        float64 `json:"tcp_1_stream_gbps"`
 	Gbps4        float64 `json:"tcp_4_streams_gbps"`
 	Retransmits1 float64 `json:"tcp_1_stream_retransmits"`
@@ -33,9 +36,9 @@ type figures struct {
 	PingP99Ms    float64 `json:"ping_p99_ms"`
 	PingMaxMs    float64 `json:"ping_max_ms"`
 	PingLossPct  float64 `json:"ping_loss_percent"`
-	// RouterCPUPct is the CPU time of both weave routers during the
-	// iperf3 runs, in percent of one core; nil when not measured (no
-	// routers: VXLAN).
+	// RouterCPUPct is the CPU time of both weave routers (both
+	// wireguard-go processes) during the iperf3 runs, in percent of one
+	// core; nil when not measured (no routers: VXLAN).
 	RouterCPUPct *float64 `json:"router_cpu_percent,omitempty"`
 	// RouterCPUPerGbit is that CPU time in seconds per Gbit the runs
 	// moved: the routers' cores busy per Gbit/s carried. Work the kernel
@@ -83,8 +86,8 @@ func (res *result) setRouterCPU(cpuSeconds float64, elapsed time.Duration, gbit 
 // dataPath reports whether the row measures the data path (iperf3, ping).
 func (res *result) dataPath() bool { return isDataPath(res.Scenario) }
 
-// ratios compare a row with the VXLAN row: throughput weave/VXLAN (higher
-// is better) and latency weave/VXLAN (lower is better). Zero: not known.
+// ratios compare a row with the VXLAN row: throughput row/VXLAN (higher
+// is better) and latency row/VXLAN (lower is better). Zero: not known.
 type ratios struct {
 	Gbps1   float64 `json:"tcp_1_stream"`
 	Gbps4   float64 `json:"tcp_4_streams"`
@@ -257,9 +260,15 @@ func (r *report) printDataPath(w io.Writer, num func(float64, int) string, x fun
 			fmt.Fprintf(w, "%s skipped: %s\n", res.Scenario, res.Skipped)
 		}
 	}
-	fmt.Fprintln(w, "ratios: throughput weave/vxlan (higher is better), latency weave/vxlan (lower is better);\n"+
-		"router CPU: both weave routers during the iperf3 runs, in % of one core and in CPU seconds per Gbit moved\n"+
-		"(cores busy per Gbit/s); the kernel's work (VXLAN's, the fast path's) is not counted")
+	for _, res := range r.Results {
+		if res.Scenario == scenarioWireGuardGo && (res.Skipped == "" || res.Rounds > 0) {
+			fmt.Fprintf(w, "%s: the reference, not weave: %s (userspace WireGuard, routed: no bridge)\n",
+				res.Scenario, cmp.Or(res.Software, "wireguard-go"))
+		}
+	}
+	fmt.Fprintln(w, "ratios: throughput row/vxlan (higher is better), latency row/vxlan (lower is better);\n"+
+		"router CPU: both weave routers (both wireguard-go processes) during the iperf3 runs, in % of one core and\n"+
+		"in CPU seconds per Gbit moved (cores busy per Gbit/s); the kernel's work (VXLAN's, the fast path's) is not counted")
 }
 
 // writeJSON writes the report to path.

@@ -50,7 +50,7 @@ var medianOptional = []func(*result) **float64{
 // skipped; when none did, over the failed rounds that measured it (one
 // failed run reports what it could measure). The first error and the first
 // skip are kept, after "round N: " when there were several rounds (but for
-// a skip every round gave alike). MTU, cipher and path are the first
+// a skip every round gave alike). MTU, cipher, path and software are the first
 // round's that has them; Runs holds every round as measured. One round
 // gives that round's row, plus Rounds and Runs.
 func mergeRounds(rounds []result) result {
@@ -93,6 +93,7 @@ func mergeRounds(rounds []result) result {
 		out.MTU = cmp.Or(out.MTU, r.MTU)
 		out.Cipher = cmp.Or(out.Cipher, r.Cipher)
 		out.Path = cmp.Or(out.Path, r.Path)
+		out.Software = cmp.Or(out.Software, r.Software)
 	}
 	var vs []float64
 	for _, f := range medianFigures {

@@ -54,6 +54,11 @@ func runScenarios(ctx context.Context, cfg config, log *slog.Logger) ([]result, 
 		}
 	}
 
+	var wg wireGuardGoBuild
+	if slices.Contains(cfg.scenarios, scenarioWireGuardGo) {
+		wg = prepareWireGuardGo(ctx, cfg, tmp, log)
+	}
+
 	// One round is every selected data-path scenario in turn; runs[i]
 	// holds the rows of dataPath[i], one per round.
 	dataPath := slices.DeleteFunc(slices.Clone(cfg.scenarios), func(s string) bool { return !isDataPath(s) })
@@ -65,7 +70,7 @@ rounds:
 				break rounds
 			}
 			res := runLogged(log, name, round, cfg.rounds, func(res *result) error {
-				return runScenario(ctx, cfg, l, name, wv, res)
+				return runScenario(ctx, cfg, l, name, wv, wg, res)
 			})
 			runs[i] = append(runs[i], res)
 		}
@@ -155,7 +160,7 @@ func launchHasFlag(ctx context.Context, bin, flag string) (bool, error) {
 
 // runScenario sets one scenario up, measures it into res and tears it
 // down, leaving the lab as it found it.
-func runScenario(ctx context.Context, cfg config, l *lab, name string, wv weaveBuild, res *result) error {
+func runScenario(ctx context.Context, cfg config, l *lab, name string, wv weaveBuild, wg wireGuardGoBuild, res *result) error {
 	undo := newCleanups(l.log)
 	defer l.scrub()
 	defer undo.run()
@@ -178,13 +183,21 @@ func runScenario(ctx context.Context, cfg config, l *lab, name string, wv weaveB
 			password = benchPassword
 		}
 		ep, err = setupWeave(ctx, l, wv.bin, name, password, enc, flags, undo)
+	case scenarioWireGuardGo:
+		switch {
+		case wg.skip != "":
+			return skipError{wg.skip}
+		case wg.err != nil:
+			return wg.err
+		}
+		ep, err = setupWireGuardGo(ctx, l, wg, undo)
 	default:
 		err = fmt.Errorf("unknown scenario %q", name)
 	}
 	if err != nil {
 		return err
 	}
-	res.MTU, res.Cipher, res.Path = ep.mtu, ep.cipher, ep.path
+	res.MTU, res.Cipher, res.Path, res.Software = ep.mtu, ep.cipher, ep.path, ep.software
 	err = measureEndpoints(ctx, cfg, l, ep, res)
 	if err != nil && ep.diagnose != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w\n%s", err, ep.diagnose())
