@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -113,6 +114,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	if w := cipherWarning(cfg.Cipher, psk != nil, handshake.HardwareAES()); w != "" {
 		log.Warn(w)
+	}
+	// After the key derivation, whose Argon2id lanes use every processor.
+	if set, why := routerProcs(os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); set > 0 {
+		runtime.GOMAXPROCS(set)
+		log.Info("scheduler", "procs", set, "why", why)
+	} else {
+		log.Debug("scheduler", "procs", runtime.GOMAXPROCS(0), "why", why)
 	}
 	// The containers' MTU follows the underlay (1376 on a 1500 underlay)
 	// unless --mtu sets it.
