@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -20,7 +23,8 @@ func (a *app) envCommand() *cobra.Command {
 		Short: "print the shell line that points the docker CLI at the weave proxy (eval \"$(weave env)\")",
 		Long: "Print `export DOCKER_HOST=unix://$WEAVE_RUN_DIR/docker.sock ORIG_DOCKER_HOST=...` so that a\n" +
 			"plain `docker run` goes through the router's Docker API proxy and joins the network;\n" +
-			"--restore prints the line that puts the previous DOCKER_HOST back.",
+			"--restore prints the line that puts the previous DOCKER_HOST back. Fails, printing nothing,\n" +
+			"when no proxy answers on that socket (router stopped, or launched with --no-proxy or --no-docker).",
 		Args: noArgs("env [--restore]"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if restore {
@@ -32,7 +36,11 @@ func (a *app) envCommand() *cobra.Command {
 				_, err := fmt.Fprintf(a.stdout, "export DOCKER_HOST=%s; unset %s\n", shellQuote(orig), origDockerHost)
 				return err
 			}
-			sock := "unix://" + filepath.Join(a.runDir(), "docker.sock")
+			path := filepath.Join(a.runDir(), "docker.sock")
+			if err := proxyAnswers(path); err != nil {
+				return err
+			}
+			sock := "unix://" + path
 			cur := os.Getenv("DOCKER_HOST")
 			if cur == sock {
 				cur = os.Getenv(origDockerHost) // already pointed at us
@@ -43,6 +51,22 @@ func (a *app) envCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&restore, "restore", false, "print the line that restores the previous DOCKER_HOST")
 	return cmd
+}
+
+// proxyAnswers checks that something accepts connections on the proxy's
+// socket path, so that `eval "$(weave env)"` never points the docker CLI
+// at a socket nobody serves (a router launched with --no-proxy or
+// --no-docker, a stopped router, or one killed with its socket left).
+func proxyAnswers(path string) error {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		why := "is the router running?"
+		if errors.Is(err, os.ErrNotExist) {
+			why = "is the router running, launched without --no-proxy and --no-docker?"
+		}
+		return fmt.Errorf("no Docker API proxy answers on %s (%s)", path, why)
+	}
+	return c.Close()
 }
 
 // shellQuote quotes s for a POSIX shell.
