@@ -18,6 +18,10 @@ func FuzzOffload(f *testing.F) {
 	binary.LittleEndian.PutUint16(seed[4:6], 1000)
 	f.Add(append(seed, super...), uint16(1000))
 	f.Add(append(make([]byte, vnetHdrLen), tcp4Frame([]byte("small"), tcpFlagACK|tcpFlagPSH)...), uint16(60))
+	seed6 := make([]byte, vnetHdrLen)
+	seed6[1] = vnetGSOTCPv6
+	binary.LittleEndian.PutUint16(seed6[4:6], 1000)
+	f.Add(append(seed6, tcp6Frame(payload, tcpFlagACK)...), uint16(1086))
 	out := make([]byte, vnetHdrLen+ethHdrLen+0xffff)
 	dst := make([]byte, 2048)
 	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {

@@ -6,54 +6,89 @@ import (
 )
 
 // Receive offload for a VNetTAP's writes: consecutive frames of one IPv4
-// TCP flow (as the overlay delivers a batch of them) are joined into one
+// or IPv6 TCP flow (as the overlay delivers a batch of them) are joined into one
 // super-frame that the kernel takes with one write and hands on as one
 // GSO packet, which the container's TCP stack receives as it would a GRO'd
 // one. The rules follow Linux GRO: same addresses, ports, IP and TCP
-// header lengths, TTL and TOS, acknowledgement and options; contiguous
+// header lengths, TTL and TOS (hop limit, traffic class and flow label),
+// acknowledgement and options; contiguous
 // sequence numbers; every segment but the last exactly gso_size long; only
 // ACK (and PSH on the last) set.
 
-// tcp4Info describes a frame that may be coalesced; ok false otherwise.
-type tcp4Info struct {
+// tcpInfo describes a frame that may be coalesced; ok false otherwise.
+type tcpInfo struct {
 	ok      bool
-	ihl     int
+	v6      bool
+	ihl     int // IP header length (40 for IPv6: no extension headers)
 	hlen    int // Ethernet + IP + TCP headers
 	payload int
 	seq     uint32
 	flags   byte
 }
 
-func parseTCP4(f []byte) tcp4Info {
-	if len(f) < ethHdrLen+40 || binary.BigEndian.Uint16(f[12:14]) != etherTypeIPv4 {
-		return tcp4Info{}
+func parseTCP(f []byte) tcpInfo {
+	if len(f) < ethHdrLen+40 {
+		return tcpInfo{}
+	}
+	switch binary.BigEndian.Uint16(f[12:14]) {
+	case etherTypeIPv4:
+	case etherTypeIPv6:
+		return parseTCP6(f)
+	default:
+		return tcpInfo{}
 	}
 	ip := f[ethHdrLen:]
 	ihl := int(ip[0]&0x0f) * 4
 	if ip[0]>>4 != 4 || ihl < 20 || ip[9] != ipProtoTCP || ip[6]&0x3f != 0 || ip[7] != 0 || len(ip) < ihl+20 {
-		return tcp4Info{}
+		return tcpInfo{}
 	}
 	if int(binary.BigEndian.Uint16(ip[2:4])) != len(ip) {
-		return tcp4Info{} // padded or truncated
+		return tcpInfo{} // padded or truncated
 	}
 	tcp := ip[ihl:]
 	doff := int(tcp[12]>>4) * 4
 	if doff < 20 || len(tcp) < doff {
-		return tcp4Info{}
+		return tcpInfo{}
 	}
-	return tcp4Info{
+	return tcpInfo{
 		ok: true, ihl: ihl, hlen: ethHdrLen + ihl + doff, payload: len(tcp) - doff,
 		seq: binary.BigEndian.Uint32(tcp[4:8]), flags: tcp[13],
 	}
 }
 
+// parseTCP6 is parseTCP for an IPv6 frame: TCP right after the fixed
+// header.
+func parseTCP6(f []byte) tcpInfo {
+	if len(f) < ethHdrLen+ipv6HdrLen+20 {
+		return tcpInfo{}
+	}
+	ip := f[ethHdrLen:]
+	if ip[0]>>4 != 6 || ip[6] != ipProtoTCP || int(binary.BigEndian.Uint16(ip[4:6])) != len(ip)-ipv6HdrLen {
+		return tcpInfo{} // not TCP next, padded or truncated
+	}
+	tcp := ip[ipv6HdrLen:]
+	doff := int(tcp[12]>>4) * 4
+	if doff < 20 || len(tcp) < doff {
+		return tcpInfo{}
+	}
+	return tcpInfo{
+		ok: true, v6: true, ihl: ipv6HdrLen, hlen: ethHdrLen + ipv6HdrLen + doff, payload: len(tcp) - doff,
+		seq: binary.BigEndian.Uint32(tcp[4:8]), flags: tcp[13],
+	}
+}
+
 // sameFlow says whether b may follow a in one super-frame, header-wise.
-func sameFlow(a, b []byte, ai, bi tcp4Info) bool {
-	if ai.ihl != bi.ihl || ai.hlen != bi.hlen {
+func sameFlow(a, b []byte, ai, bi tcpInfo) bool {
+	if ai.v6 != bi.v6 || ai.ihl != bi.ihl || ai.hlen != bi.hlen {
 		return false
 	}
 	ipa, ipb := a[ethHdrLen:], b[ethHdrLen:]
-	if ipa[1] != ipb[1] || ipa[6] != ipb[6] || ipa[8] != ipb[8] || !bytes.Equal(ipa[12:20], ipb[12:20]) {
+	if ai.v6 {
+		// version, traffic class, flow label; next header, hop limit; addresses
+		if !bytes.Equal(ipa[0:4], ipb[0:4]) || !bytes.Equal(ipa[6:40], ipb[6:40]) {
+			return false
+		}
+	} else if ipa[1] != ipb[1] || ipa[6] != ipb[6] || ipa[8] != ipb[8] || !bytes.Equal(ipa[12:20], ipb[12:20]) {
 		return false
 	}
 	ta, tb := a[ethHdrLen+ai.ihl:ai.hlen], b[ethHdrLen+bi.ihl:bi.hlen]
@@ -65,9 +100,9 @@ func sameFlow(a, b []byte, ai, bi tcp4Info) bool {
 
 // coalesce returns how many frames from the start of frames (each at
 // offset) form one super-frame (1: none).
-func coalesce(frames [][]byte, offset int) (n int, first tcp4Info) {
+func coalesce(frames [][]byte, offset int) (n int, first tcpInfo) {
 	f0 := frames[0][offset:]
-	first = parseTCP4(f0)
+	first = parseTCP(f0)
 	if !first.ok || first.payload == 0 || first.flags != tcpFlagACK {
 		return 1, first
 	}
@@ -76,7 +111,7 @@ func coalesce(frames [][]byte, offset int) (n int, first tcp4Info) {
 	n = 1
 	for n < len(frames) {
 		f := frames[n][offset:]
-		in := parseTCP4(f)
+		in := parseTCP(f)
 		if !in.ok || in.payload == 0 || in.payload > first.payload || prev.payload != first.payload ||
 			in.seq != prev.seq+uint32(prev.payload) || (in.flags != tcpFlagACK && in.flags != tcpFlagACK|tcpFlagPSH) ||
 			total+in.payload-ethHdrLen > 0xffff || !sameFlow(f0, f, first, in) {
@@ -96,22 +131,30 @@ func coalesce(frames [][]byte, offset int) (n int, first tcp4Info) {
 // the super-frame joining frames (as coalesce chose them), whose TCP
 // payloads come to payload bytes; the payloads follow these headers in
 // the super-frame. It returns the length written, vnetHdrLen+first.hlen.
-func superHeader(hdr []byte, frames [][]byte, offset int, first tcp4Info, payload int) int {
+func superHeader(hdr []byte, frames [][]byte, offset int, first tcpInfo, payload int) int {
 	f0 := frames[0][offset:]
 	hlen := first.hlen
 	n := vnetHdrLen + copy(hdr[vnetHdrLen:], f0[:hlen])
 	last := frames[len(frames)-1][offset:]
 	ip := hdr[vnetHdrLen+ethHdrLen : vnetHdrLen+ethHdrLen+first.ihl]
-	binary.BigEndian.PutUint16(ip[2:4], uint16(hlen-ethHdrLen+payload))
-	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
 	tcp := hdr[vnetHdrLen+ethHdrLen+first.ihl : n]
+	var addrs []byte
+	gso := byte(vnetGSOTCPv4)
+	if first.v6 {
+		binary.BigEndian.PutUint16(ip[4:6], uint16(len(tcp)+payload))
+		addrs, gso = ip[8:40], vnetGSOTCPv6
+	} else {
+		binary.BigEndian.PutUint16(ip[2:4], uint16(hlen-ethHdrLen+payload))
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
+		addrs = ip[12:20]
+	}
 	tcp[13] = last[ethHdrLen+first.ihl+13]              // PSH from the last
 	copy(tcp[14:16], last[ethHdrLen+first.ihl+14:][:2]) // its window
 	// partial checksum: the pseudo-header sum, for the kernel to finish
-	binary.BigEndian.PutUint16(tcp[16:18], fold(sum(0, ip[12:20])+ipProtoTCP+uint64(len(tcp)+payload)))
+	binary.BigEndian.PutUint16(tcp[16:18], fold(sum(0, addrs)+ipProtoTCP+uint64(len(tcp)+payload)))
 	h := hdr[:vnetHdrLen]
-	h[0], h[1] = vnetFlagNeedsCsum, vnetGSOTCPv4
+	h[0], h[1] = vnetFlagNeedsCsum, gso
 	binary.LittleEndian.PutUint16(h[2:4], uint16(hlen))
 	binary.LittleEndian.PutUint16(h[4:6], uint16(first.payload))
 	binary.LittleEndian.PutUint16(h[6:8], uint16(ethHdrLen+first.ihl))

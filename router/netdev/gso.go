@@ -10,17 +10,21 @@ import (
 // Segmentation offload for a TAP opened with IFF_VNET_HDR: every frame
 // read is preceded by a virtio_net_hdr. With TUN_F_CSUM the kernel may hand
 // us frames whose transport checksum is only partial, and with TUN_F_TSO4
-// IPv4 TCP "super-frames" of up to 64 KiB that we cut into MSS-sized frames
-// (as a NIC would), so one read moves what took dozens.
+// and TUN_F_TSO6 IPv4 and IPv6 TCP "super-frames" of up to 64 KiB that we
+// cut into MSS-sized frames (as a NIC would), so one read moves what took
+// dozens.
 
 const (
 	vnetHdrLen         = 10
 	vnetFlagNeedsCsum  = 1
 	vnetGSONone        = 0
 	vnetGSOTCPv4       = 1
+	vnetGSOTCPv6       = 4
 	vnetGSOECN         = 0x80
 	ethHdrLen          = 14
 	etherTypeIPv4      = 0x0800
+	etherTypeIPv6      = 0x86dd
+	ipv6HdrLen         = 40
 	tcpFlagFIN         = 0x01
 	tcpFlagPSH         = 0x08
 	tcpFlagCWR         = 0x80
@@ -59,6 +63,7 @@ type segmenter struct {
 	pkt     []byte // the frame, aliasing the read buffer
 	hdr     vnetHdr
 	l3, l4  int  // offsets of the IP and TCP headers
+	v6      bool // IPv6 (a fixed 40-byte header, no extension headers)
 	hlen    int  // bytes of headers (Ethernet, IP, TCP) copied into each segment
 	off     int  // payload offset of the next segment
 	seg     int  // index of the next segment
@@ -84,9 +89,31 @@ func (s *segmenter) reset(hdr vnetHdr, pkt []byte) error {
 		s.seg = -1 // the frame itself, once
 		return nil
 	case vnetGSOTCPv4:
+		if err := s.resetIPv4(pkt); err != nil {
+			return err
+		}
+	case vnetGSOTCPv6:
+		if err := s.resetIPv6(pkt); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("%w: gso type %d", errGSO, hdr.gsoType)
 	}
+	doff := int(pkt[s.l4+12]>>4) * 4
+	s.hlen = s.l4 + doff
+	if doff < 20 || s.hlen > len(pkt) || hdr.gsoSize == 0 {
+		return fmt.Errorf("%w: bad TCP header or gso size %d", errGSO, hdr.gsoSize)
+	}
+	s.payload = len(pkt) - s.hlen
+	if (s.payload+int(hdr.gsoSize)-1)/int(hdr.gsoSize) > maxSegmentsPerRead {
+		return fmt.Errorf("%w: gso size %d for %d bytes", errGSO, hdr.gsoSize, s.payload)
+	}
+	s.seq = binary.BigEndian.Uint32(pkt[s.l4+4:])
+	return nil
+}
+
+// resetIPv4 finds the headers of an IPv4 TCP super-frame.
+func (s *segmenter) resetIPv4(pkt []byte) error {
 	if len(pkt) < ethHdrLen+20 || binary.BigEndian.Uint16(pkt[12:14]) != etherTypeIPv4 {
 		return fmt.Errorf("%w: tcp4 gso frame without IPv4", errGSO)
 	}
@@ -97,17 +124,23 @@ func (s *segmenter) reset(hdr vnetHdr, pkt []byte) error {
 		return fmt.Errorf("%w: bad IPv4 header", errGSO)
 	}
 	s.l4 = s.l3 + ihl
-	doff := int(pkt[s.l4+12]>>4) * 4
-	s.hlen = s.l4 + doff
-	if doff < 20 || s.hlen > len(pkt) || hdr.gsoSize == 0 {
-		return fmt.Errorf("%w: bad TCP header or gso size %d", errGSO, hdr.gsoSize)
-	}
-	s.payload = len(pkt) - s.hlen
-	if (s.payload+int(hdr.gsoSize)-1)/int(hdr.gsoSize) > maxSegmentsPerRead {
-		return fmt.Errorf("%w: gso size %d for %d bytes", errGSO, hdr.gsoSize, s.payload)
-	}
 	s.ipID = binary.BigEndian.Uint16(ip[4:6])
-	s.seq = binary.BigEndian.Uint32(pkt[s.l4+4:])
+	return nil
+}
+
+// resetIPv6 finds the headers of an IPv6 TCP super-frame. One whose TCP
+// header follows extension headers is refused (a container's TCP stack
+// sends none).
+func (s *segmenter) resetIPv6(pkt []byte) error {
+	if len(pkt) < ethHdrLen+ipv6HdrLen+20 || binary.BigEndian.Uint16(pkt[12:14]) != etherTypeIPv6 {
+		return fmt.Errorf("%w: tcp6 gso frame without IPv6", errGSO)
+	}
+	s.l3 = ethHdrLen
+	ip := pkt[s.l3:]
+	if ip[0]>>4 != 6 || ip[6] != ipProtoTCP {
+		return fmt.Errorf("%w: IPv6 header without TCP next", errGSO)
+	}
+	s.l4, s.v6 = s.l3+ipv6HdrLen, true
 	return nil
 }
 
@@ -134,10 +167,17 @@ func (s *segmenter) next(dst []byte) (int, error) {
 	copy(dst, s.pkt[:s.hlen])
 	copy(dst[s.hlen:], s.pkt[s.hlen+s.off:s.hlen+s.off+chunk])
 	ip := dst[s.l3:s.l4]
-	binary.BigEndian.PutUint16(ip[2:4], uint16(n-s.l3))
-	binary.BigEndian.PutUint16(ip[4:6], s.ipID+uint16(s.seg))
-	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
+	var c uint64 // pseudo-header: addresses, protocol, TCP length
+	if s.v6 {
+		binary.BigEndian.PutUint16(ip[4:6], uint16(n-s.l4))
+		c = sum(0, ip[8:40])
+	} else {
+		binary.BigEndian.PutUint16(ip[2:4], uint16(n-s.l3))
+		binary.BigEndian.PutUint16(ip[4:6], s.ipID+uint16(s.seg))
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
+		c = sum(0, ip[12:20])
+	}
 	tcp := dst[s.l4:n]
 	binary.BigEndian.PutUint32(tcp[4:8], s.seq+uint32(s.off))
 	if !last {
@@ -147,7 +187,6 @@ func (s *segmenter) next(dst []byte) (int, error) {
 		tcp[13] &^= tcpFlagCWR
 	}
 	tcp[16], tcp[17] = 0, 0
-	c := sum(0, ip[12:20]) // pseudo-header: addresses, protocol, TCP length
 	c += uint64(ipProtoTCP) + uint64(len(tcp))
 	binary.BigEndian.PutUint16(tcp[16:18], ^fold(sum(c, tcp)))
 	s.off += chunk

@@ -227,7 +227,7 @@ func TestCoalesceRoundTrip(t *testing.T) {
 // buildSuper writes into out a virtio header and the super-frame joining
 // frames (as coalesce chose them), as VNetTAP.Write gives it to the kernel
 // in pieces; it returns the length.
-func buildSuper(out []byte, frames [][]byte, offset int, first tcp4Info) int {
+func buildSuper(out []byte, frames [][]byte, offset int, first tcpInfo) int {
 	n := vnetHdrLen + first.hlen
 	for _, b := range frames {
 		n += copy(out[n:], b[offset+first.hlen:])
@@ -263,5 +263,170 @@ func BenchmarkSegmentTCP4(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// tcp6Frame is tcp4Frame over IPv6 (no extension headers).
+func tcp6Frame(payload []byte, flags byte) []byte {
+	f := make([]byte, 14+40+32+len(payload))
+	binary.BigEndian.PutUint16(f[12:14], 0x86dd)
+	ip := f[14:54]
+	ip[0], ip[1], ip[2], ip[3] = 0x60, 0x01, 0x23, 0x45 // traffic class 0, flow label 0x12345
+	binary.BigEndian.PutUint16(ip[4:6], uint16(len(f)-54))
+	ip[6], ip[7] = 6, 64
+	copy(ip[8:24], []byte{0xfd, 0, 0x8e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	copy(ip[24:40], []byte{0xfd, 0, 0x8e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2})
+	tcp := f[54:]
+	binary.BigEndian.PutUint16(tcp[0:2], 40000)
+	binary.BigEndian.PutUint16(tcp[2:4], 5201)
+	binary.BigEndian.PutUint32(tcp[4:8], 0xfffff000)
+	tcp[12] = 8 << 4
+	tcp[13] = flags
+	copy(tcp[32:], payload)
+	return f
+}
+
+// tcp6Checksum verifies a TCP-over-IPv6 segment's checksum (RFC 8200
+// pseudo-header: addresses, upper-layer length, next header).
+func tcp6Checksum(f []byte) bool {
+	ip, tcp := f[14:54], f[54:]
+	pseudo := append(append([]byte(nil), ip[8:40]...), 0, 0, byte(len(tcp)>>8), byte(len(tcp)), 0, 0, 0, 6)
+	return slowChecksum(append(pseudo, tcp...)) == 0
+}
+
+// TestSegmentTCP6: an IPv6 super-frame (TUN_F_TSO6) is cut like an IPv4
+// one: payload lengths, sequence numbers, flags and checksums per
+// segment, the IPv6 header otherwise untouched; one with an extension
+// header is refused.
+func TestSegmentTCP6(t *testing.T) {
+	payload := make([]byte, 5000)
+	for i := range payload {
+		payload[i] = byte(i * 5)
+	}
+	pkt := tcp6Frame(payload, tcpFlagCWR|tcpFlagPSH|0x10)
+	orig := append([]byte(nil), pkt[14:54]...)
+	var s segmenter
+	hdr := vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv6, gsoSize: 1428, csumStart: 54, csumOffset: 16}
+	if err := s.reset(hdr, pkt); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	dst := make([]byte, 2000)
+	for segs := 0; ; segs++ {
+		n, err := s.next(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			if segs != 4 {
+				t.Fatalf("%d segments, want 4", segs)
+			}
+			break
+		}
+		f := dst[:n]
+		ip, tcp := f[14:54], f[54:]
+		if int(binary.BigEndian.Uint16(ip[4:6])) != len(tcp) {
+			t.Errorf("segment %d: payload length %d, want %d", segs, binary.BigEndian.Uint16(ip[4:6]), len(tcp))
+		}
+		if !bytes.Equal(ip[:4], orig[:4]) || !bytes.Equal(ip[6:], orig[6:]) {
+			t.Errorf("segment %d: IPv6 header changed beyond its length", segs)
+		}
+		if !tcp6Checksum(f) {
+			t.Errorf("segment %d: bad TCP checksum", segs)
+		}
+		if seq := binary.BigEndian.Uint32(tcp[4:8]); seq != 0xfffff000+uint32(len(got)) {
+			t.Errorf("segment %d: seq %#x", segs, seq)
+		}
+		last := len(got)+len(tcp)-32 == len(payload)
+		want := byte(0x10)
+		if segs == 0 {
+			want |= tcpFlagCWR
+		}
+		if last {
+			want |= tcpFlagPSH
+		}
+		if tcp[13] != want {
+			t.Errorf("segment %d: flags %#x, want %#x", segs, tcp[13], want)
+		}
+		got = append(got, tcp[32:]...)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("payload not intact")
+	}
+	ext := tcp6Frame(payload, 0x10)
+	ext[14+6] = 0 // hop-by-hop options header first
+	if err := s.reset(hdr, ext); err == nil {
+		t.Fatal("IPv6 super-frame with an extension header accepted")
+	}
+	if err := s.reset(vnetHdr{gsoType: vnetGSOTCPv6, gsoSize: 1428}, tcp4Frame(payload, 0x10)); err == nil {
+		t.Fatal("IPv4 frame accepted as a TCPv6 super-frame")
+	}
+}
+
+// TestCoalesceRoundTripIPv6: IPv6 segments are joined into one TCPv6 GSO
+// super-frame and cut again into the same segments; a different flow
+// label ends a run.
+func TestCoalesceRoundTripIPv6(t *testing.T) {
+	payload := make([]byte, 7000)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	orig := tcp6Frame(payload, tcpFlagACK|tcpFlagPSH)
+	var s segmenter
+	if err := s.reset(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv6, gsoSize: 1300}, orig); err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		b := make([]byte, 3000)
+		n, err := s.next(b[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		frames = append(frames, b[:4+n])
+	}
+	if len(frames) != 6 {
+		t.Fatalf("%d segments, want 6", len(frames))
+	}
+	n, first := coalesce(frames, 4)
+	if n != 6 || !first.v6 {
+		t.Fatalf("coalesced %d of 6 frames (v6 %v)", n, first.v6)
+	}
+	out := make([]byte, vnetHdrLen+ethHdrLen+0xffff)
+	m := buildSuper(out, frames, 4, first)
+	h := parseVnetHdr(out)
+	if h.gsoType != vnetGSOTCPv6 || h.gsoSize != 1300 || h.flags != vnetFlagNeedsCsum || h.csumStart != 54 || h.csumOffset != 16 || h.hdrLen != 86 {
+		t.Fatalf("virtio header %+v", h)
+	}
+	got := out[vnetHdrLen:m]
+	if !bytes.Equal(got[86:], payload) {
+		t.Fatal("payload not intact")
+	}
+	g, o := append([]byte(nil), got[:86]...), append([]byte(nil), orig[:86]...)
+	g[70], g[71], o[70], o[71] = 0, 0, 0, 0 // TCP checksum: partial in g
+	if !bytes.Equal(g, o) {
+		t.Fatalf("headers differ:\n% x\n% x", g, o)
+	}
+	if err := s.reset(h, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		b := make([]byte, 3000)
+		k, err := s.next(b)
+		if err != nil || !bytes.Equal(b[:k], frames[i][4:]) {
+			t.Fatalf("segment %d differs after the round trip (%v)", i, err)
+		}
+	}
+	other := append([]byte(nil), frames[1]...)
+	other[4+14+3] ^= 1 // flow label
+	if n, _ := coalesce([][]byte{frames[0], other}, 4); n != 1 {
+		t.Fatal("segments of different flow labels coalesced")
+	}
+	v4 := append([]byte{0, 0, 0, 0}, tcp4Frame(payload[:1300], tcpFlagACK)...)
+	if n, _ := coalesce([][]byte{frames[0], v4}, 4); n != 1 {
+		t.Fatal("IPv6 and IPv4 segments coalesced")
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // VNetTAP is the router's port on the bridge opened with IFF_VNET_HDR and
-// segmentation offload (TUN_F_CSUM, TUN_F_TSO4): the kernel passes a
+// segmentation offload (TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6): the kernel passes a
 // container's TCP stream in super-frames of up to 64 KiB, which Read cuts
 // into MSS-sized frames (and completes partial checksums), so that one
 // read syscall moves up to a few dozen frames. Writes carry an empty
@@ -72,7 +72,7 @@ func openVNetTAP(name string) (*VNetTAP, error) {
 	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
 		return nil, fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4); err != nil {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6); err != nil {
 		return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}
 	_ = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0) // vanish when closed, also if adopted
@@ -105,7 +105,7 @@ const maxHeaders = ethHdrLen + 60 + 60
 // writeSuper writes the super-frame joining frames (as coalesce chose
 // them) with one writev: the headers from t.whdr, then each frame's TCP
 // payload where it lies.
-func (t *VNetTAP) writeSuper(frames [][]byte, offset int, first tcp4Info) error {
+func (t *VNetTAP) writeSuper(frames [][]byte, offset int, first tcpInfo) error {
 	payload := 0
 	for _, b := range frames {
 		payload += len(b) - offset - first.hlen
