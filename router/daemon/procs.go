@@ -20,7 +20,9 @@ const smallHostProcs = 4
 // the running one to look. With one processor the router behaves as an
 // event loop, and on the 2-CPU machine of the README's table that moved
 // 12-19% more plain and 25-40% more encrypted traffic per second at
-// 15-20% less CPU per Gbit (test/bench, alternating runs).
+// 15-20% less CPU per Gbit (test/bench, alternating runs), and a relay
+// lost 0-6% (mostly about 1%) of a 200 Mbit/s UDP stream at the TAP
+// where it lost 14-21% with two (test/e2e TestTransfer multihop UDP).
 func routerProcs(env string, procs int) (set int, why string) {
 	switch {
 	case env != "":
