@@ -156,22 +156,7 @@ func TestCoalesceRoundTrip(t *testing.T) {
 		payload[i] = byte(i * 3)
 	}
 	orig := tcp4Frame(payload, tcpFlagACK|tcpFlagPSH)
-	var s segmenter
-	if err := s.reset(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1300}, orig); err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		b := make([]byte, 3000)
-		n, err := s.next(b[4:]) // at an offset, as Write takes them
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		frames = append(frames, b[:4+n])
-	}
+	frames := segmentAt4(t, vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, gsoSize: 1300}, orig)
 	other := append([]byte{0, 0, 0, 0}, tcp4Frame([]byte("x"), tcpFlagACK)...)
 	frames = append(frames, other)
 	n, first := coalesce(frames, 4)
@@ -199,17 +184,7 @@ func TestCoalesceRoundTrip(t *testing.T) {
 	if slowChecksum(got[14:34]) != 0 {
 		t.Fatal("bad IP checksum")
 	}
-	// The segmenter on that super-frame gives the same segments back.
-	if err := s.reset(h, got); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		b := make([]byte, 3000)
-		k, err := s.next(b)
-		if err != nil || !bytes.Equal(b[:k], frames[i][4:]) {
-			t.Fatalf("segment %d differs after the round trip (%v)", i, err)
-		}
-	}
+	resegments(t, h, got, frames[:n])
 	// Not coalesced: a single frame, a gap in the sequence, a SYN.
 	if n, _ := coalesce(frames[5:], 4); n != 1 {
 		t.Fatalf("last segment and a foreign frame coalesced: %d", n)
@@ -221,6 +196,43 @@ func TestCoalesceRoundTrip(t *testing.T) {
 	syn := append([]byte{0, 0, 0, 0}, tcp4Frame(payload[:100], 0x02)...)
 	if n, _ := coalesce([][]byte{syn, syn}, 4); n != 1 {
 		t.Fatal("SYN coalesced")
+	}
+}
+
+// segmentAt4 cuts super-frame pkt with hdr into its segments, each 4
+// bytes into its buffer (an offset, as Write takes frames).
+func segmentAt4(t *testing.T, hdr vnetHdr, pkt []byte) [][]byte {
+	t.Helper()
+	var s segmenter
+	if err := s.reset(hdr, pkt); err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		b := make([]byte, 3000)
+		n, err := s.next(b[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return frames
+		}
+		frames = append(frames, b[:4+n])
+	}
+}
+
+// resegments checks that the segmenter, given super-frame super as Write
+// built it (virtio header h), gives frames (at offset 4) back.
+func resegments(t *testing.T, h vnetHdr, super []byte, frames [][]byte) {
+	t.Helper()
+	got := segmentAt4(t, h, super)
+	if len(got) != len(frames) {
+		t.Fatalf("%d segments after the round trip, want %d", len(got), len(frames))
+	}
+	for i := range frames {
+		if !bytes.Equal(got[i][4:], frames[i][4:]) {
+			t.Fatalf("segment %d differs after the round trip", i)
+		}
 	}
 }
 
@@ -372,22 +384,7 @@ func TestCoalesceRoundTripIPv6(t *testing.T) {
 		payload[i] = byte(i * 7)
 	}
 	orig := tcp6Frame(payload, tcpFlagACK|tcpFlagPSH)
-	var s segmenter
-	if err := s.reset(vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv6, gsoSize: 1300}, orig); err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		b := make([]byte, 3000)
-		n, err := s.next(b[4:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		frames = append(frames, b[:4+n])
-	}
+	frames := segmentAt4(t, vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv6, gsoSize: 1300}, orig)
 	if len(frames) != 6 {
 		t.Fatalf("%d segments, want 6", len(frames))
 	}
@@ -410,16 +407,7 @@ func TestCoalesceRoundTripIPv6(t *testing.T) {
 	if !bytes.Equal(g, o) {
 		t.Fatalf("headers differ:\n% x\n% x", g, o)
 	}
-	if err := s.reset(h, got); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		b := make([]byte, 3000)
-		k, err := s.next(b)
-		if err != nil || !bytes.Equal(b[:k], frames[i][4:]) {
-			t.Fatalf("segment %d differs after the round trip (%v)", i, err)
-		}
-	}
+	resegments(t, h, got, frames)
 	other := append([]byte(nil), frames[1]...)
 	other[4+14+3] ^= 1 // flow label
 	if n, _ := coalesce([][]byte{frames[0], other}, 4); n != 1 {
