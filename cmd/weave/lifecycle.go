@@ -33,7 +33,9 @@ const routerHelp = "Encryption: give every peer the same password in $WEAVE_PASS
 	"otherwise drop frames between containers.\n\n" +
 	"--password-file must not be readable or writable by other users (chmod 600); $WEAVE_RUN_DIR and\n" +
 	"$WEAVE_STATE_DIR, when they exist, must be our own directories, not symlinks, not group- or\n" +
-	"world-writable."
+	"world-writable.\n\n" +
+	"Processors: below 4 CPUs the router runs its Go code on one (the data path as one event loop,\n" +
+	"which moves more than two threads there); $GOMAXPROCS, when set, decides instead."
 
 // stopTimeout bounds how long stop and reset wait for the daemon to exit.
 const stopTimeout = 30 * time.Second
