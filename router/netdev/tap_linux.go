@@ -57,6 +57,10 @@ func OpenTAP(name, bridge string, mtu int) (Device, error) {
 	return &TAP{ifce: ifce, name: name, mtu: mtu}, nil
 }
 
+// tapTxQueueLen is the TAP's transmit queue in frames: what the kernel
+// holds for the router to read (the tun default is 500).
+const tapTxQueueLen = 4096
+
 // attachTAP sets the TAP link's MTU, enslaves it to bridge and sets it up.
 func attachTAP(name, bridge string, mtu int) error {
 	link, err := netlink.LinkByName(name)
@@ -71,6 +75,9 @@ func attachTAP(name, bridge string, mtu int) error {
 		if err := netlink.LinkSetMTU(link, mtu); err != nil {
 			return fmt.Errorf("tap %s: set mtu %d: %w", name, mtu, err)
 		}
+	}
+	if err := netlink.LinkSetTxQLen(link, tapTxQueueLen); err != nil {
+		return fmt.Errorf("tap %s: set txqueuelen %d: %w", name, tapTxQueueLen, err)
 	}
 	if err := netlink.LinkSetMasterByIndex(link, br.Attrs().Index); err != nil {
 		return fmt.Errorf("tap %s: add to bridge %s: %w", name, bridge, err)
