@@ -138,6 +138,9 @@ func TestTAPOnBridge(t *testing.T) {
 	if l.Attrs().MasterIndex != br.Index || l.Attrs().MTU != testMTU || l.Attrs().Flags&net.FlagUp == 0 {
 		t.Fatalf("tap master %d mtu %d flags %v; want master %d, mtu %d, up", l.Attrs().MasterIndex, l.Attrs().MTU, l.Attrs().Flags, br.Index, testMTU)
 	}
+	if l.Attrs().TxQLen != 4096 {
+		t.Fatalf("tap txqueuelen %d, want 4096 (tun's 500 drops a container's UDP while the router is off the CPU)", l.Attrs().TxQLen)
+	}
 	if tap.BatchSize() < 1 || tap.Name() != "h5tap0" || tap.MTU() != testMTU {
 		t.Fatalf("tap batch %d name %s mtu %d", tap.BatchSize(), tap.Name(), tap.MTU())
 	}
