@@ -120,18 +120,7 @@ func TestPluginRouterRestart(t *testing.T) {
 		// The relaunched router finds gone gone from Docker and releases
 		// what the Engine could not have the plugin release.
 		harness.WaitFor(t, 20*time.Second, func() (bool, string) {
-			var bad []string
-			for _, h := range []*pluginHost{h1, h2} {
-				if got := h.lookup(gone); len(got) > 0 {
-					bad = append(bad, fmt.Sprintf("%s: dns-lookup %s = %v", h.HostName, gone, got))
-				}
-			}
-			if n := h1.allocated(t); n != base1+2 {
-				bad = append(bad, fmt.Sprintf("h1 IPAM holds %d addresses, want %d (db's and cache's)", n, base1+2))
-			}
-			if n := h1.vethCount(t); n != 2 {
-				bad = append(bad, fmt.Sprintf("h1 has %d plugin veths, want 2 (db's and cache's)", n))
-			}
+			bad := released(t, []*pluginHost{h1, h2}, []string{gone}, h1, base1+2, 2, "db's and cache's")
 			if ps := h1.psLines(t, goneID); len(ps) > 0 {
 				bad = append(bad, fmt.Sprintf("h1: weave ps lists %s: %v", gone, ps))
 			}
@@ -188,20 +177,7 @@ func TestPluginRouterRestart(t *testing.T) {
 	h1.d.MustDocker("network", "disconnect", "net1", "cache")
 	h1.d.MustDocker("rm", "-f", "db")
 	harness.WaitFor(t, 10*time.Second, func() (bool, string) {
-		var bad []string
-		for _, h := range []*pluginHost{h1, h2} {
-			for _, name := range []string{"db", "cache"} {
-				if got := h.lookup(name); len(got) > 0 {
-					bad = append(bad, fmt.Sprintf("%s: dns-lookup %s = %v", h.HostName, name, got))
-				}
-			}
-		}
-		if n := h1.allocated(t); n != base1+1 {
-			bad = append(bad, fmt.Sprintf("h1 IPAM holds %d addresses, want %d (db2's)", n, base1+1))
-		}
-		if n := h1.vethCount(t); n != 1 {
-			bad = append(bad, fmt.Sprintf("h1 has %d plugin veths, want 1 (db2's)", n))
-		}
+		bad := released(t, []*pluginHost{h1, h2}, []string{"db", "cache"}, h1, base1+1, 1, "db2's")
 		return len(bad) == 0, "after disconnect cache and rm -f db: " + strings.Join(bad, "; ")
 	})
 	if got := h2.probe(t, "web", "db2.weave.local"); !strings.Contains(got, db2IP) {
@@ -217,4 +193,26 @@ func waitPluginMesh(t *testing.T, h *pluginHost) {
 		st, err := h.Status()
 		return err == nil && len(st.Connections) > 0, fmt.Sprintf("%s not connected yet (%v)", h.HostName, err)
 	})
+}
+
+// released lists what is still held for containers that are gone: their
+// names in any of hosts' weaveDNS, and on owner an IPAM count other than
+// wantAlloc or a plugin veth count other than wantVeths (those of whose,
+// the containers still there).
+func released(t *testing.T, hosts []*pluginHost, names []string, owner *pluginHost, wantAlloc, wantVeths int, whose string) []string {
+	var bad []string
+	for _, h := range hosts {
+		for _, name := range names {
+			if got := h.lookup(name); len(got) > 0 {
+				bad = append(bad, fmt.Sprintf("%s: dns-lookup %s = %v", h.HostName, name, got))
+			}
+		}
+	}
+	if n := owner.allocated(t); n != wantAlloc {
+		bad = append(bad, fmt.Sprintf("%s IPAM holds %d addresses, want %d (%s)", owner.HostName, n, wantAlloc, whose))
+	}
+	if n := owner.vethCount(t); n != wantVeths {
+		bad = append(bad, fmt.Sprintf("%s has %d plugin veths, want %d (%s)", owner.HostName, n, wantVeths, whose))
+	}
+	return bad
 }
